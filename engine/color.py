@@ -1,0 +1,279 @@
+"""The one colour module: LAB conversion, model normalisation, resizing, boost and merging.
+
+Training (``trainer.data``) and inference (``engine``) both call these functions, so the
+two can never disagree. Everything here is a pure function on numpy arrays; no torch.
+
+Conventions
+-----------
+* Images are OpenCV arrays: ``H×W`` (gray), ``H×W×3`` (BGR) or ``H×W×4`` (BGRA), of dtype
+  ``uint8``, ``uint16`` or ``float32`` in 0..1. ``rgb_*`` twins take RGB order.
+* LAB is CIE L*a*b* (D65) as ``float32 H×W×3``: L in 0..100, a and b in about −128..127.
+* Model tensors are channel-first: L is ``1×h×w``, ab is ``2×h×w``, both normalised.
+
+>>> lab = bgr_to_lab(np.full((2, 2, 3), 255, np.uint8))
+>>> round(float(lab[0, 0, 0]), 2)
+100.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+L_MAX = 100.0
+AB_LIMIT = 127.0
+"""a/b are clamped to ±AB_LIMIT after the boost (the range an 8-bit LAB image can hold)."""
+
+_GAMUT_STEPS = 10
+"""Bisection steps of :func:`fit_to_gamut` (chroma error below 2⁻¹⁰ of its value)."""
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How L and ab are scaled into the model's range: ``L/l_scale − l_shift``, ``ab/ab_scale``."""
+
+    l_scale: float = 50.0
+    l_shift: float = 1.0
+    ab_scale: float = 128.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float]) -> Normalization:
+        return cls(**{k: float(v) for k, v in data.items()})
+
+
+SEED_NORMALIZATION = Normalization()
+"""The paper's normalisation: L → L/50 − 1 (−1..1), ab → ab/128."""
+
+
+# ---------------------------------------------------------------------------------------------
+# dtype handling
+
+
+def _dtype_max(dtype: np.dtype) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.uint16:
+        return 65535.0
+    if dtype in (np.float32, np.float64):
+        return 1.0
+    raise TypeError(f"unsupported image dtype {dtype}; expected uint8, uint16 or float32")
+
+
+def to_unit_float(image: np.ndarray) -> np.ndarray:
+    """Scale a uint8/uint16/float image to float32 in 0..1 (a float input is returned as float32)."""
+    scale = _dtype_max(image.dtype)
+    out = image.astype(np.float32, copy=True)
+    if scale != 1.0:
+        out *= np.float32(1.0 / scale)
+    return out
+
+
+def from_unit_float(image: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
+    """Round and clip a 0..1 float image to ``dtype`` (uint8, uint16 or float32)."""
+    dtype = np.dtype(dtype)
+    scale = _dtype_max(dtype)
+    if dtype == np.float32:
+        return np.clip(image, 0.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(image * scale + 0.5, 0, scale).astype(dtype)
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Split an image into its colour/gray part and its alpha channel (None when there is none)."""
+    if image.ndim == 3 and image.shape[2] == 4:
+        return image[:, :, :3], image[:, :, 3]
+    if image.ndim == 3 and image.shape[2] == 2:  # gray + alpha
+        return image[:, :, 0], image[:, :, 1]
+    return image, None
+
+
+def _as_bgr_float(image: np.ndarray) -> np.ndarray:
+    color, _ = split_alpha(image)
+    if color.ndim == 3 and color.shape[2] == 1:
+        color = color[:, :, 0]
+    unit = to_unit_float(color)
+    if unit.ndim == 2:
+        return cv2.cvtColor(unit, cv2.COLOR_GRAY2BGR)
+    if unit.ndim == 3 and unit.shape[2] == 3:
+        return unit
+    raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
+
+
+# ---------------------------------------------------------------------------------------------
+# LAB conversion
+
+
+def bgr_to_lab(image: np.ndarray) -> np.ndarray:
+    """Gray, BGR or BGRA image (uint8/uint16/float32) → float32 LAB ``H×W×3``. Alpha is ignored."""
+    return cv2.cvtColor(_as_bgr_float(image), cv2.COLOR_BGR2Lab)
+
+
+def rgb_to_lab(image: np.ndarray) -> np.ndarray:
+    """RGB/RGBA twin of :func:`bgr_to_lab`."""
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = image[:, :, [2, 1, 0]]
+    return bgr_to_lab(image)
+
+
+def lab_to_bgr(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
+    """Float LAB ``H×W×3`` → BGR image of ``dtype``; out-of-gamut colours are clipped per channel.
+
+    Use :func:`fit_to_gamut` first to keep L exact instead.
+    """
+    bgr = cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2BGR)
+    return from_unit_float(bgr, dtype)
+
+
+def lab_to_rgb(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
+    """RGB twin of :func:`lab_to_bgr`."""
+    return lab_to_bgr(lab, dtype)[:, :, ::-1].copy()
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """L channel (float32 ``H×W``, 0..100) of a gray, BGR or BGRA image."""
+    return bgr_to_lab(image)[:, :, 0].copy()
+
+
+def chroma(lab: np.ndarray) -> np.ndarray:
+    """Per-pixel chroma √(a² + b²) of a LAB image."""
+    return np.hypot(lab[..., 1], lab[..., 2])
+
+
+def is_grayscale(lab: np.ndarray, threshold: float = 1.8) -> bool:
+    """True when a LAB image carries (almost) no colour: mean chroma below ``threshold``."""
+    return float(chroma(lab).mean()) < threshold
+
+
+def fit_to_gamut(lab: np.ndarray) -> np.ndarray:
+    """Scale down the chroma of out-of-gamut pixels until they fit sRGB, keeping L unchanged.
+
+    Per-channel RGB clipping would change the luminance of vivid predictions; this keeps the
+    original L (the scan's own tones) and gives up only the colour that sRGB cannot show.
+    """
+    lab = np.ascontiguousarray(lab, dtype=np.float32)
+    bgr = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
+    eps = 1e-4
+    outside = np.any((bgr < -eps) | (bgr > 1 + eps), axis=2)
+    if not outside.any():
+        return lab
+    pixels = lab[outside][:, None, :]  # N×1×3
+    low = np.zeros(len(pixels), np.float32)  # a scale known to fit (gray always fits)
+    high = np.ones(len(pixels), np.float32)  # a scale known not to fit
+    for _ in range(_GAMUT_STEPS):
+        mid = (low + high) / 2
+        trial = pixels.copy()
+        trial[:, 0, 1:] *= mid[:, None]
+        rgb = cv2.cvtColor(trial, cv2.COLOR_Lab2BGR)[:, 0, :]
+        fits = np.all((rgb >= -eps) & (rgb <= 1 + eps), axis=1)
+        low = np.where(fits, mid, low)
+        high = np.where(fits, high, mid)
+    fitted = lab.copy()
+    fitted_pixels = pixels[:, 0, :].copy()
+    fitted_pixels[:, 1:] *= low[:, None]
+    fitted[outside] = fitted_pixels
+    return fitted
+
+
+# ---------------------------------------------------------------------------------------------
+# Model normalisation
+
+
+def normalize_l(L: np.ndarray, norm: Normalization = SEED_NORMALIZATION) -> np.ndarray:
+    """L (0..100) → model input range."""
+    return (np.asarray(L, np.float32) / np.float32(norm.l_scale) - np.float32(norm.l_shift)).astype(
+        np.float32, copy=False
+    )
+
+
+def denormalize_l(L_norm: np.ndarray, norm: Normalization = SEED_NORMALIZATION) -> np.ndarray:
+    """Inverse of :func:`normalize_l`."""
+    return ((np.asarray(L_norm, np.float32) + np.float32(norm.l_shift)) * np.float32(norm.l_scale))
+
+
+def normalize_ab(ab: np.ndarray, norm: Normalization = SEED_NORMALIZATION) -> np.ndarray:
+    """ab (about −128..127) → model output range."""
+    return (np.asarray(ab, np.float32) / np.float32(norm.ab_scale)).astype(np.float32, copy=False)
+
+
+def denormalize_ab(ab_norm: np.ndarray, norm: Normalization = SEED_NORMALIZATION) -> np.ndarray:
+    """Inverse of :func:`normalize_ab`."""
+    return np.asarray(ab_norm, np.float32) * np.float32(norm.ab_scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resizing and merging
+
+
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+def resize_plane(plane: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize an ``H×W`` or ``H×W×C`` float plane to ``size`` (int = square, or ``(h, w)``).
+
+    Shrinking uses area averaging (no aliasing), enlarging uses bilinear interpolation.
+    """
+    h, w = _hw(size)
+    if plane.shape[:2] == (h, w):
+        return plane
+    shrinking = h * w < plane.shape[0] * plane.shape[1]
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(plane, (w, h), interpolation=interp)
+
+
+def fit_long_side(shape: tuple[int, int], long_side: int, multiple: int = 1) -> tuple[int, int]:
+    """``(h, w)`` scaled so the longer side is ``long_side`` (never enlarged), rounded to ``multiple``."""
+    h, w = shape[:2]
+    scale = min(1.0, long_side / max(h, w))
+    nh = max(multiple, round(h * scale / multiple) * multiple)
+    nw = max(multiple, round(w * scale / multiple) * multiple)
+    return nh, nw
+
+
+def model_input(
+    L: np.ndarray, size: int | tuple[int, int], norm: Normalization = SEED_NORMALIZATION
+) -> np.ndarray:
+    """Full-resolution L (``H×W``, 0..100) → normalised model input ``1×h×w`` float32."""
+    return normalize_l(resize_plane(L.astype(np.float32, copy=False), size), norm)[None]
+
+
+def upsample_ab(ab: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Channel-first ab ``2×h×w`` → channel-last ``H×W×2`` at ``size = (H, W)`` (bilinear)."""
+    h, w = size
+    ab_hwc = np.ascontiguousarray(np.transpose(ab, (1, 2, 0)), dtype=np.float32)
+    return cv2.resize(ab_hwc, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def boost_ab(ab: np.ndarray, factors: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Multiply a and b (last axis) by per-channel factors, then clamp to ±AB_LIMIT."""
+    out = ab.astype(np.float32, copy=True)
+    out[..., 0] *= np.float32(factors[0])
+    out[..., 1] *= np.float32(factors[1])
+    return np.clip(out, -AB_LIMIT, AB_LIMIT, out=out)
+
+
+def merge_l_ab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Stack ``H×W`` L and ``H×W×2`` ab into a float32 LAB image."""
+    if L.shape != ab.shape[:2]:
+        raise ValueError(f"L is {L.shape} but ab is {ab.shape[:2]}; upsample ab first")
+    return np.concatenate([L[:, :, None].astype(np.float32), ab.astype(np.float32)], axis=2)
+
+
+def colorize_output(
+    L: np.ndarray,
+    ab_norm: np.ndarray,
+    norm: Normalization = SEED_NORMALIZATION,
+    boost: tuple[float, float] = (1.0, 1.0),
+    dtype: np.dtype | type = np.uint8,
+) -> np.ndarray:
+    """Model output → colour image: de-normalise ab, upsample to L's size, boost and clamp,
+    merge with the **original full-resolution L**, fit to the sRGB gamut, convert to BGR."""
+    ab = upsample_ab(denormalize_ab(ab_norm, norm), L.shape[:2])
+    lab = fit_to_gamut(merge_l_ab(L, boost_ab(ab, boost)))
+    return lab_to_bgr(lab, dtype)

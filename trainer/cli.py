@@ -1,0 +1,165 @@
+"""``trainer`` command line: train, evaluate and fetch training data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Train and evaluate the colorization U-Net.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _parse_boost(text: str | None) -> tuple[float, float] | None:
+    if text is None or text == "model":
+        return None
+    if text == "none":
+        return (1.0, 1.0)
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) <= 0:
+        _fail(f"--boost {text!r}: expected 'model', 'none', a factor like 1.6, or 'A,B'")
+    return values[0], values[1]
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Argument(help="Folder of colour photos (recursive); top-level subfolders are categories.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints (last/best .safetensors + .json), metrics.csv, curves.png, decode cache.")] = Path("runs/seed"),
+    preset: Annotated[str, typer.Option(help="Architecture preset (see trainer/model.py PRESETS); 'seed' is the paper's U-Net.")] = "seed",
+    category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Train only on photos of this category (repeatable). Default: all.")] = None,
+    label: Annotated[str | None, typer.Option(help="Category label stored in the checkpoint (selects the paper's boost). Default: the single --category, else 'general'.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs to train (the paper: 5).")] = 5,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step (the paper: 32).")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (the paper: 1e-3).")] = 1e-3,
+    lr_schedule: Annotated[str, typer.Option(help="'constant' (the paper) or 'cosine' (warm-up, then cosine decay to 2% over all epochs).")] = "constant",
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (L2).")] = 0.0,
+    size: Annotated[int, typer.Option(help="Training crop size in pixels, square, divisible by 4 (the paper: 256; 128 is 5× faster on CPU).")] = 256,
+    epoch_size: Annotated[int | None, typer.Option(help="Random crops per epoch. Default: one per training photo.")] = None,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of photos held out for validation, chosen by a hash of each path (stable across runs).")] = 0.15,
+    cache_max_side: Annotated[int, typer.Option(help="Photos are decoded once into a uint8 LAB cache at most this long on the long side.")] = 512,
+    min_scale: Annotated[float, typer.Option(help="Smallest share of a photo's area that a random crop covers (1 = whole photos only).")] = 0.25,
+    boost: Annotated[str | None, typer.Option(help="Post-boost stored in the checkpoint: 'model' = the paper's for the category (2.0 general, 1.6 people/landscape), 'none', 1.6 or 'A,B'.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for weights and every batch (runs are reproducible).")] = 0,
+    device: Annotated[str, typer.Option(help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (bf16, or fp16 with loss scaling). Default: on for CUDA, off on CPU.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch intra-op threads. Default: torch's choice (all cores).")] = None,
+    loader_threads: Annotated[int, typer.Option(help="Threads preparing batches ahead of the model.")] = 2,
+    checkpoint_minutes: Annotated[float, typer.Option(help="Also write last.safetensors every this many minutes inside an epoch.")] = 5.0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop (with a checkpoint, resumable) after this much training time.")] = None,
+    init: Annotated[Path | None, typer.Option(help="Start from this checkpoint's weights (fine-tuning), e.g. a general model for a category model.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/last.safetensors exactly where it stopped (epoch, step, optimizer, RNG).")] = False,
+) -> None:
+    """Train a U-Net with Adam + MSE on random crops of a photo folder."""
+    from trainer.train import TrainConfig, train
+
+    if size % 4:
+        _fail(f"--size {size}: must be divisible by 4")
+    config = TrainConfig(
+        data=data, out=out, preset=preset, categories=category or None,
+        category=label or (category[0] if category and len(category) == 1 else "general"),
+        epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+        weight_decay=weight_decay, size=size, epoch_size=epoch_size, val_fraction=val_fraction,
+        cache_max_side=cache_max_side, min_scale=min_scale, boost=_parse_boost(boost), seed=seed,
+        device=device, amp=amp, threads=threads, loader_threads=loader_threads,
+        checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes, init=init,
+    )  # fmt: skip
+    try:
+        result = train(config, resume=resume, console=console)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if result.interrupted:
+        raise typer.Exit(130)
+    console.print(f"done: best {result.best}, last {result.last}")
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to evaluate.")],
+    data: Annotated[Path, typer.Argument(help="Folder of colour photos (same layout as for training).")],
+    split: Annotated[str, typer.Option(help="'val' (photos the checkpoint never trained on), 'train' or 'all'.")] = "val",
+    val_fraction: Annotated[float | None, typer.Option(help="Validation share used to pick the split. Default: the checkpoint's own.")] = None,
+    category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Only photos of this category (repeatable). Default: all.")] = None,
+    long_side: Annotated[int, typer.Option(help="Photos are evaluated at this long side (pixels).")] = 512,
+    input_size: Annotated[int | None, typer.Option(help="Model input size (square). Default: the checkpoint's training size.")] = None,
+    boost: Annotated[str, typer.Option(help="'model' (the checkpoint's post-boost), 'none', 1.6 or 'A,B'.")] = "model",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = "auto",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report (summary and per-image scores) as JSON here; '-' for stdout.")] = None,
+) -> None:
+    """Score a checkpoint against the gray baseline: PSNR, SSIM, colourfulness, ΔCF, AuC."""
+    from trainer.checkpoint import load_checkpoint
+    from trainer.data import scan_folder, select
+    from trainer.evaluate import evaluate
+    from trainer.train import pick_device
+
+    if split not in ("val", "train", "all"):
+        _fail(f"--split {split!r}: use val, train or all")
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        photos = scan_folder(data)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    training = ckpt.config.get("training", {})
+    fraction = val_fraction if val_fraction is not None else training.get("val_fraction", 0.1)
+    chosen = select(photos, None if split == "all" else split, fraction, category or None)
+    if not chosen:
+        _fail(f"{data}: no photos in split {split!r}")
+    boost_factors = _parse_boost(boost) or ckpt.boost
+    report = evaluate(
+        ckpt.build_model(), chosen, ckpt.normalization, boost_factors,
+        input_size=input_size or ckpt.config.get("input_size", 256), long_side=long_side,
+        batch_size=batch_size, device=pick_device(device),
+    )  # fmt: skip
+    report.settings.update(
+        {"checkpoint": str(checkpoint), "data": str(data), "split": split, "val_fraction": fraction}
+    )
+    _print_report(report.summary(), report.settings)
+    if json_out is not None:
+        text = json.dumps(report.to_json(), indent=2)
+        if str(json_out) == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            json_out.write_text(text + "\n")
+
+
+def _print_report(summary: dict, settings: dict) -> None:
+    table = Table(
+        title=f"{settings['checkpoint']} on {settings['split']} split "
+        f"({settings['images']} photos, long side {settings['long_side']}, boost {settings['boost']})"
+    )
+    for column in ("group", "n", "", "PSNR dB", "SSIM", "CF", "ΔCF", "AuC"):
+        table.add_column(column, justify="right" if column not in ("group", "") else "left")
+    for group, entry in summary.items():
+        for variant in ("model", "gray"):
+            m = entry[variant]
+            table.add_row(
+                group if variant == "model" else "", str(entry["count"]) if variant == "model" else "",
+                variant, f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['cf']:.1f}",
+                f"{m['delta_cf']:.1f}", f"{m['auc']:.4f}",
+            )  # fmt: skip
+        table.add_row("", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", end_section=True)
+    Console().print(table)
+
+
+def main() -> None:  # pragma: no cover
+    app()

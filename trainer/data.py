@@ -1,0 +1,280 @@
+"""Datasets from image folders: scanning, a deterministic split, a compact LAB cache, random crops.
+
+A photo's category is the name of its top-level subfolder (``root/people/x.jpg`` → ``people``);
+files directly under the root have the category ``general``. The train/validation split is a hash of
+the path *inside* the category folder, so it never changes with the order of files, with the machine,
+or when a photo is relabelled. Photos are decoded once into a cache of uint8 LAB images (at most
+``max_side`` pixels on the long side) so training spends its cores on the model, not on JPEG decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.color import (
+    L_MAX,
+    SEED_NORMALIZATION,
+    Normalization,
+    bgr_to_lab,
+    fit_long_side,
+    is_grayscale,
+    model_input,
+    normalize_ab,
+    normalize_l,
+    resize_plane,
+)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2"}
+)
+DEFAULT_CATEGORY = "general"
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One image file of a dataset."""
+
+    path: Path
+    key: str
+    """Path inside the category folder, with '/' separators: the split is a hash of it."""
+    category: str
+
+
+def scan_folder(root: Path | str) -> list[Photo]:
+    """All images under ``root`` (recursively, sorted), each with its category."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    photos = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+            continue
+        parts = path.relative_to(root).parts
+        if len(parts) > 1:
+            photos.append(Photo(path, "/".join(parts[1:]), parts[0]))
+        else:
+            photos.append(Photo(path, parts[0], DEFAULT_CATEGORY))
+    return photos
+
+
+def split_of(key: str, val_fraction: float, salt: str = "") -> str:
+    """``"val"`` or ``"train"`` from a stable hash of the photo's key."""
+    digest = hashlib.sha256(f"{salt}{key}".encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return "val" if fraction < val_fraction else "train"
+
+
+def select(
+    photos: Iterable[Photo],
+    split: str | None = None,
+    val_fraction: float = 0.15,
+    categories: Sequence[str] | None = None,
+) -> list[Photo]:
+    """Photos of one split (``train``/``val``; None = all) and of the given categories (None = all)."""
+    chosen = []
+    for photo in photos:
+        if categories and photo.category not in categories:
+            continue
+        if split is not None and split_of(photo.key, val_fraction) != split:
+            continue
+        chosen.append(photo)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Compact LAB cache
+
+
+def quantize_lab(lab: np.ndarray) -> np.ndarray:
+    """Float LAB → uint8 LAB (L·255/100, a+128, b+128), OpenCV's 8-bit LAB layout."""
+    q = np.empty(lab.shape, np.float32)
+    q[..., 0] = lab[..., 0] * (255.0 / L_MAX)
+    q[..., 1:] = lab[..., 1:] + 128.0
+    return np.clip(q + 0.5, 0, 255).astype(np.uint8)
+
+
+def dequantize_lab(q: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`quantize_lab` (float32 LAB)."""
+    lab = q.astype(np.float32)
+    lab[..., 0] *= L_MAX / 255.0
+    lab[..., 1:] -= 128.0
+    return lab
+
+
+def load_lab(path: Path, max_side: int) -> np.ndarray | None:
+    """Decode an image and return its uint8 LAB at most ``max_side`` long (None if unreadable)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        return None
+    h, w = fit_long_side(image.shape[:2], max_side)
+    if (h, w) != image.shape[:2]:
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return quantize_lab(bgr_to_lab(image))
+
+
+@dataclass
+class LabCache:
+    """Decoded photos as uint8 LAB arrays, with their keys and categories."""
+
+    images: list[np.ndarray]
+    keys: list[str]
+    categories: list[str]
+    skipped: dict[str, str]
+    """key → reason, for photos left out (unreadable, grayscale)."""
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def summary(self) -> dict:
+        counts: dict[str, int] = {}
+        for category in self.categories:
+            counts[category] = counts.get(category, 0) + 1
+        return {"photos": len(self), "per_category": counts, "skipped": len(self.skipped)}
+
+
+def _cache_id(photos: Sequence[Photo], max_side: int) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}:{max_side}".encode())
+    for photo in photos:
+        stat = photo.path.stat()
+        h.update(f"{photo.category}/{photo.key}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def build_cache(
+    photos: Sequence[Photo],
+    max_side: int = 512,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    gray_threshold: float = 1.8,
+) -> LabCache:
+    """Decode ``photos`` once (in threads), skip unreadable and grayscale ones, and keep the result.
+
+    With ``cache_dir``, the cache is stored as one ``.npz`` named by a hash of the file list, sizes,
+    mtimes and ``max_side``, and reused while none of them change.
+    """
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = Path(cache_dir) / f"lab-{_cache_id(photos, max_side)}.npz"
+        if cache_file.exists():
+            return _read_cache(cache_file)
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        decoded = list(pool.map(lambda p: load_lab(p.path, max_side), photos))
+    images, keys, categories, skipped = [], [], [], {}
+    for photo, lab in zip(photos, decoded, strict=True):
+        name = f"{photo.category}/{photo.key}"
+        if lab is None:
+            skipped[name] = "unreadable"
+        elif is_grayscale(_dequantize_small(lab), gray_threshold):
+            skipped[name] = "grayscale"
+        else:
+            images.append(lab)
+            keys.append(photo.key)
+            categories.append(photo.category)
+    cache = LabCache(images, keys, categories, skipped)
+    if cache_file is not None:
+        _write_cache(cache_file, cache)
+    return cache
+
+
+def _dequantize_small(q: np.ndarray) -> np.ndarray:
+    step = max(1, max(q.shape[:2]) // 256)
+    return dequantize_lab(q[::step, ::step])
+
+
+def _write_cache(path: Path, cache: LabCache) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shapes = np.array([im.shape for im in cache.images], np.int64).reshape(-1, 3)
+    flat = np.concatenate([im.ravel() for im in cache.images]) if cache.images else np.zeros(0)
+    meta = {"keys": cache.keys, "categories": cache.categories, "skipped": cache.skipped}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, flat=flat.astype(np.uint8), shapes=shapes, meta=np.array(json.dumps(meta)))
+    os.replace(tmp, path)
+
+
+def _read_cache(path: Path) -> LabCache:
+    with np.load(path) as data:
+        flat, shapes = data["flat"], data["shapes"]
+        meta = json.loads(str(data["meta"]))
+    images, offset = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        images.append(flat[offset : offset + n].reshape(shape))
+        offset += n
+    return LabCache(images, meta["keys"], meta["categories"], meta["skipped"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training patches
+
+
+def lab_to_model_pair(
+    lab_q: np.ndarray, norm: Normalization = SEED_NORMALIZATION
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 LAB ``h×w×3`` → (normalised L ``1×h×w``, normalised ab ``2×h×w``)."""
+    lab = dequantize_lab(lab_q)
+    L = normalize_l(lab[..., 0], norm)[None]
+    ab = normalize_ab(np.transpose(lab[..., 1:], (2, 0, 1)), norm)
+    return np.ascontiguousarray(L), np.ascontiguousarray(ab)
+
+
+class PatchSampler:
+    """Random-resized crops with horizontal flips, drawn from a numpy ``Generator``.
+
+    A crop covers ``min_scale``..1 of the photo's area with an aspect ratio between 3/4 and 4/3 and
+    is resized to ``size×size``: the model sees whole scenes (as at inference, where the photo is
+    resized to the model's size) as well as close-ups. All randomness comes from ``rng``, so saving
+    its state resumes the exact sequence.
+    """
+
+    def __init__(
+        self,
+        cache: LabCache,
+        size: int,
+        norm: Normalization = SEED_NORMALIZATION,
+        min_scale: float = 0.25,
+    ) -> None:
+        if len(cache) == 0:
+            raise ValueError("no training photos left after filtering")
+        self.cache, self.size, self.norm, self.min_scale = cache, size, norm, min_scale
+
+    def crop(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        h, w = image.shape[:2]
+        area = h * w * rng.uniform(self.min_scale, 1.0)
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        ch = int(min(h, round(np.sqrt(area / aspect))))
+        cw = int(min(w, round(np.sqrt(area * aspect))))
+        y = int(rng.integers(0, h - ch + 1))
+        x = int(rng.integers(0, w - cw + 1))
+        patch = resize_plane(image[y : y + ch, x : x + cw], self.size)
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return patch
+
+    def batch(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(L ``N×1×s×s``, ab ``N×2×s×s``) float32, normalised."""
+        indices = rng.integers(0, len(self.cache), batch_size)
+        pairs = [lab_to_model_pair(self.crop(self.cache.images[i], rng), self.norm) for i in indices]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def whole_image_batch(
+    cache: LabCache, size: int, norm: Normalization = SEED_NORMALIZATION
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every cached photo resized to ``size×size`` as at inference: the validation set."""
+    Ls, abs_ = [], []
+    for image in cache.images:
+        lab = dequantize_lab(image)
+        Ls.append(model_input(lab[..., 0], size, norm))
+        ab = resize_plane(lab[..., 1:], size)
+        abs_.append(normalize_ab(np.transpose(ab, (2, 0, 1)), norm))
+    return np.stack(Ls), np.stack(abs_)

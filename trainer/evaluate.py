@@ -1,0 +1,152 @@
+"""Evaluation: turn colour photos to gray, colorize them, and score against the truth.
+
+Each photo is first brought to a fixed long side (512 by default) so large photos do not dominate
+the time, then colorized exactly as the engine does (L resized to the model's input size, ab
+upsampled and merged with the full-resolution L, boost, gamut fit). Every metric is reported for
+the model and for the gray baseline (ab = 0), per category and overall.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine.color import (
+    Normalization,
+    bgr_to_lab,
+    colorize_output,
+    denormalize_ab,
+    denormalize_l,
+    fit_long_side,
+    lab_to_bgr,
+    merge_l_ab,
+    model_input,
+)
+from trainer.metrics import ab_error_auc, colorfulness, psnr, ssim
+
+METRICS = ("psnr", "ssim", "cf", "delta_cf", "auc")
+
+
+def score_predictions(
+    L_norm: np.ndarray, pred_ab: np.ndarray, truth_ab: np.ndarray, norm: Normalization
+) -> dict[str, float]:
+    """Mean PSNR and AuC of model-size predictions and of gray, for the validation during training.
+
+    All arrays are normalised model tensors: ``N×1×h×w`` and ``N×2×h×w``.
+    """
+    scores: dict[str, list[float]] = {"val_psnr": [], "val_auc": [], "gray_psnr": [], "gray_auc": []}
+    for L_n, pred, truth in zip(L_norm, pred_ab, truth_ab, strict=True):
+        L = denormalize_l(L_n[0], norm)
+        truth_hwc = np.transpose(denormalize_ab(truth, norm), (1, 2, 0))
+        truth_bgr = lab_to_bgr(merge_l_ab(L, truth_hwc))
+        for name, ab in (("val", pred), ("gray", np.zeros_like(pred))):
+            out = colorize_output(L, ab, norm)
+            scores[f"{name}_psnr"].append(psnr(out, truth_bgr))
+            scores[f"{name}_auc"].append(ab_error_auc(bgr_to_lab(out)[..., 1:], truth_hwc))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def image_scores(pred_bgr: np.ndarray, truth_bgr: np.ndarray) -> dict[str, float]:
+    """All metrics of one colorized image against its truth (both 8-bit BGR)."""
+    cf_pred, cf_truth = colorfulness(pred_bgr), colorfulness(truth_bgr)
+    return {
+        "psnr": psnr(pred_bgr, truth_bgr),
+        "ssim": ssim(pred_bgr, truth_bgr),
+        "cf": cf_pred,
+        "delta_cf": abs(cf_pred - cf_truth),
+        "auc": ab_error_auc(bgr_to_lab(pred_bgr)[..., 1:], bgr_to_lab(truth_bgr)[..., 1:]),
+    }
+
+
+@dataclass
+class EvalReport:
+    """Per-image scores and their means per category and overall."""
+
+    rows: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{group: {"model"|"gray"|"truth": {metric: mean}}}`` with groups = categories + all."""
+        groups: dict[str, list[dict]] = {"all": self.rows}
+        for row in self.rows:
+            groups.setdefault(row["category"], []).append(row)
+        out = {}
+        for group, rows in groups.items():
+            out[group] = {"count": len(rows)}
+            for variant in ("model", "gray"):
+                out[group][variant] = {
+                    m: float(np.mean([r[variant][m] for r in rows])) for m in METRICS
+                }
+            out[group]["truth"] = {"cf": float(np.mean([r["truth_cf"] for r in rows]))}
+        return out
+
+    def to_json(self) -> dict:
+        return {"settings": self.settings, "summary": self.summary(), "images": self.rows}
+
+
+def load_eval_image(path: Path, long_side: int) -> np.ndarray | None:
+    """8-bit BGR photo at most ``long_side`` long (None when unreadable)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    h, w = fit_long_side(image.shape[:2], long_side)
+    if (h, w) != image.shape[:2]:
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def evaluate(
+    model: torch.nn.Module,
+    photos: Sequence,
+    norm: Normalization,
+    boost: tuple[float, float],
+    input_size: int = 256,
+    long_side: int = 512,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    gray_threshold: float = 1.8,
+) -> EvalReport:
+    """Score ``model`` on ``photos`` (``trainer.data.Photo`` items); grayscale photos are skipped."""
+    device = device or torch.device("cpu")
+    model = model.to(device).eval()
+    report = EvalReport()
+    started = time.perf_counter()
+    for start in range(0, len(photos), batch_size):
+        chunk = []
+        for photo in photos[start : start + batch_size]:
+            truth = load_eval_image(photo.path, long_side)
+            if truth is None:
+                continue
+            lab = bgr_to_lab(truth)
+            if float(np.hypot(lab[..., 1], lab[..., 2]).mean()) < gray_threshold:
+                continue
+            chunk.append((photo, truth, lab[..., 0]))
+        if not chunk:
+            continue
+        batch = np.stack([model_input(L, input_size, norm) for _, _, L in chunk])
+        with torch.no_grad():
+            pred = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+        for (photo, truth, L), ab in zip(chunk, pred, strict=True):
+            report.rows.append(
+                {
+                    "file": f"{photo.category}/{photo.key}",
+                    "category": photo.category,
+                    "model": image_scores(colorize_output(L, ab, norm, boost), truth),
+                    "gray": image_scores(colorize_output(L, np.zeros_like(ab), norm), truth),
+                    "truth_cf": colorfulness(truth),
+                }
+            )
+    report.settings = {
+        "boost": list(boost),
+        "input_size": input_size,
+        "long_side": long_side,
+        "images": len(report.rows),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return report
