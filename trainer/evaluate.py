@@ -40,7 +40,12 @@ def score_predictions(
 
     All arrays are normalised model tensors: ``N×1×h×w`` and ``N×2×h×w``.
     """
-    scores: dict[str, list[float]] = {"val_psnr": [], "val_auc": [], "gray_psnr": [], "gray_auc": []}
+    scores: dict[str, list[float]] = {
+        "val_psnr": [],
+        "val_auc": [],
+        "gray_psnr": [],
+        "gray_auc": [],
+    }
     for L_n, pred, truth in zip(L_norm, pred_ab, truth_ab, strict=True):
         L = denormalize_l(L_n[0], norm)
         truth_hwc = np.transpose(denormalize_ab(truth, norm), (1, 2, 0))
@@ -112,7 +117,7 @@ def evaluate(
     device: torch.device | None = None,
     gray_threshold: float = 1.8,
 ) -> EvalReport:
-    """Score ``model`` on ``photos`` (``trainer.data.Photo`` items); grayscale photos are skipped."""
+    """Score ``model`` on ``photos`` (``trainer.data.Photo`` items), skipping grayscale ones."""
     device = device or torch.device("cpu")
     model = model.to(device).eval()
     report = EvalReport()

@@ -53,7 +53,7 @@ class ConvBlock(nn.Sequential):
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Architecture of a U-Net: ``widths[:-1]`` are encoder stages, ``widths[-1]`` the bottleneck."""
+    """U-Net architecture: ``widths[:-1]`` are the encoder stages, ``widths[-1]`` the bottleneck."""
 
     widths: tuple[int, ...] = (32, 64, 128)
     bottleneck_res_blocks: int = 1

@@ -9,6 +9,7 @@ written atomically every epoch, every ``checkpoint_minutes`` and on Ctrl-C;
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -39,8 +40,8 @@ from trainer.evaluate import score_predictions
 from trainer.model import PRESETS, build_model, count_macs, count_parameters
 
 METRIC_COLUMNS = [
-    "epoch", "global_step", "images_seen", "train_loss", "val_loss", "gray_loss", "val_psnr", "val_auc",
-    "gray_psnr", "gray_auc", "lr", "elapsed_s", "images_per_s",
+    "epoch", "global_step", "images_seen", "train_loss", "val_loss", "gray_loss", "val_psnr",
+    "val_auc", "gray_psnr", "gray_auc", "lr", "elapsed_s", "images_per_s",
 ]  # fmt: skip
 
 SEED_BOOST = {"general": (2.0, 2.0), "people": (1.6, 1.6), "landscape": (1.6, 1.6)}
@@ -127,10 +128,8 @@ class _StopRequest:
 
     def __enter__(self) -> _StopRequest:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not in the main thread: no handler
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not in the main thread
-                pass
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -154,7 +153,9 @@ def _batches(
 
     lookahead = max(2, 2 * config.loader_threads)
     with ThreadPoolExecutor(config.loader_threads) as pool:
-        pending = [pool.submit(make, s) for s in range(first_step, min(steps, first_step + lookahead))]
+        pending = [
+            pool.submit(make, s) for s in range(first_step, min(steps, first_step + lookahead))
+        ]
         next_step = first_step + len(pending)
         while pending:
             batch = pending.pop(0).result()
@@ -179,7 +180,9 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     use_amp = device.type == "cuda" if config.amp is None else config.amp
-    amp_dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = (
+        torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    )
     norm: Normalization = SEED_NORMALIZATION
     boost = config.boost or SEED_BOOST.get(config.category, (1.0, 1.0))
     run_dir = Path(config.out)
@@ -284,7 +287,9 @@ def train(
         preds = []
         with torch.no_grad(), torch.autocast(device.type, amp_dtype, enabled=use_amp):
             for i in range(0, len(val_L), 16):
-                x = torch.from_numpy(val_L[i : i + 16]).to(device, memory_format=torch.channels_last)
+                x = torch.from_numpy(val_L[i : i + 16]).to(
+                    device, memory_format=torch.channels_last
+                )
                 preds.append(model(x).float().cpu().numpy())
         model.train()
         pred = np.concatenate(preds)
@@ -293,8 +298,13 @@ def train(
         return {"val_loss": loss, "gray_loss": float(np.mean(val_ab**2)), **scores}
 
     # Loop -----------------------------------------------------------------------------------
-    model.train()
     run_start = time.perf_counter()
+    if not history:  # epoch 0: the untrained model, so every curve starts from a reference
+        history.append(
+            {"epoch": 0, "global_step": 0, "images_seen": 0, "train_loss": math.nan, **validate(),
+             "lr": config.lr, "elapsed_s": 0.0, "images_per_s": 0.0}
+        )  # fmt: skip
+    model.train()
     last_save = time.monotonic()
     interrupted = False
     columns = [
@@ -361,13 +371,16 @@ def train(
             history.append(metrics)
             if metrics["val_loss"] < best_val:
                 best_val = metrics["val_loss"]
-                save_checkpoint(best_path, Checkpoint(model.state_dict(), checkpoint_config(metrics)))
+                save_checkpoint(
+                    best_path, Checkpoint(model.state_dict(), checkpoint_config(metrics))
+                )
             save_last(epoch + 1, 0)
             last_save = time.monotonic()
             _write_history(run_dir, history)
+            m = metrics
             console.print(
-                f"epoch {epoch + 1}: train {metrics['train_loss']:.5f}  val {metrics['val_loss']:.5f}"
-                f" (gray {metrics['gray_loss']:.5f})"
+                f"epoch {epoch + 1}: train {m['train_loss']:.5f}  val {m['val_loss']:.5f}"
+                f" (gray {m['gray_loss']:.5f})"
                 f"  PSNR {metrics['val_psnr']:.2f} (gray {metrics['gray_psnr']:.2f})"
                 f"  AuC {metrics['val_auc']:.4f} (gray {metrics['gray_auc']:.4f})"
                 f"  {metrics['images_per_s']:.1f} img/s"

@@ -1,0 +1,24 @@
+"""Shared fixtures: the small real photos committed under tests/data/photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+PHOTOS = DATA / "photos"
+
+
+def photo_paths() -> list[Path]:
+    return sorted(PHOTOS.rglob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[np.ndarray]:
+    """The committed test photos as 8-bit BGR arrays."""
+    images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in photo_paths()]
+    assert len(images) >= 20 and all(im is not None for im in images)
+    return images

@@ -1,0 +1,85 @@
+"""The ``trainer`` and ``engine`` command lines: help for every option, eval, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from engine.cli import app as engine_app
+from tests.conftest import PHOTOS
+from trainer.cli import app as trainer_app
+
+CHECKPOINTS = Path(__file__).parents[1] / "trainer" / "checkpoints"
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("app", [trainer_app, engine_app], ids=["trainer", "engine"])
+def test_every_command_and_option_has_help(app):
+    group = typer.main.get_command(app)
+    assert group.commands
+    for name, command in group.commands.items():
+        assert command.help, f"{name} has no help"
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help and len(param.help) > 10, f"{name} {param.name}"
+            else:
+                assert getattr(param, "help", None), f"{name} argument {param.name}"
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+
+
+def test_eval_scores_the_shipped_model_against_gray(tmp_path):
+    out = tmp_path / "report.json"
+    ckpt = CHECKPOINTS / "seed-general.safetensors"
+    result = runner.invoke(
+        trainer_app,
+        ["eval", str(ckpt), str(PHOTOS), "--split", "all", "--long-side", "128",
+         "--input-size", "128", "--device", "cpu", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    assert set(summary) == {"all", "general", "landscape", "people"}
+    assert summary["all"]["count"] == 24
+    for variant in ("model", "gray"):
+        assert set(summary["all"][variant]) == {"psnr", "ssim", "cf", "delta_cf", "auc"}
+    assert summary["all"]["gray"]["cf"] < 0.05
+    assert summary["all"]["model"]["cf"] > 5  # the model adds colour
+    assert report["settings"]["boost"] == [2.0, 2.0]
+    assert len(report["images"]) == 24
+
+
+def test_eval_boost_none_and_bad_boost(tmp_path):
+    ckpt = CHECKPOINTS / "seed-people.safetensors"
+    args = ["eval", str(ckpt), str(PHOTOS), "--split", "all", "-c", "people", "--long-side", "96"]
+    result = runner.invoke(trainer_app, [*args, "--boost", "none", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["settings"]["boost"] == [1.0, 1.0] and report["summary"]["all"]["count"] == 8
+    bad = runner.invoke(trainer_app, [*args, "--boost", "loud"])
+    assert bad.exit_code == 2 and "--boost 'loud'" in bad.output
+
+
+def test_eval_of_a_non_checkpoint_is_one_clear_line(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"nope")
+    result = runner.invoke(trainer_app, ["eval", str(junk), str(PHOTOS)])
+    assert result.exit_code == 2
+    assert "not a readable safetensors checkpoint" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_cli_rejects_bad_size(tmp_path):
+    result = runner.invoke(trainer_app, ["train", str(PHOTOS), "-o", str(tmp_path), "--size", "66"])
+    assert result.exit_code == 2 and "divisible by 4" in result.output
+
+
+def test_engine_info_json():
+    result = runner.invoke(engine_app, ["info", "--json"])
+    assert result.exit_code == 0
+    facts = json.loads(result.stdout)
+    assert facts["engine"] and "CPUExecutionProvider" in facts["onnxruntime_providers"]
