@@ -156,10 +156,10 @@ def rgb_to_lab(image: np.ndarray) -> np.ndarray:
 def lab_to_bgr(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
     """Float LAB ``H×W×3`` → BGR image of ``dtype``; out-of-gamut colours are clipped per channel.
 
-    Use :func:`fit_to_gamut` first to keep L exact instead.
+    :func:`lab_to_bgr_in_gamut` keeps L exact instead.
     """
     linear = cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2LBGR)
-    return from_unit_float(linear_to_srgb(linear), dtype)
+    return _encode_linear(linear, dtype)
 
 
 def lab_to_rgb(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
@@ -167,9 +167,32 @@ def lab_to_rgb(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray
     return lab_to_bgr(lab, dtype)[:, :, ::-1].copy()
 
 
+_Y_FROM_LINEAR_BGR = np.array([0.072169, 0.715160, 0.212671], np.float32)
+"""Y row of OpenCV's linear RGB → XYZ matrix (BGR order), so :func:`luminance` matches LAB's L."""
+
+
+def _l_from_y(Y: np.ndarray) -> np.ndarray:
+    """CIE L* from relative luminance Y (0..1), OpenCV's constants."""
+    Y = np.asarray(Y, np.float32)
+    return np.where(Y > 0.008856, 116 * np.cbrt(Y) - 16, 903.3 * Y).astype(np.float32, copy=False)
+
+
+_GRAY_L_LUT = {dtype: _l_from_y(lut) for dtype, lut in _LINEAR_LUT.items()}
+
+
 def luminance(image: np.ndarray) -> np.ndarray:
-    """L channel (float32 ``H×W``, 0..100) of a gray, BGR or BGRA image."""
-    return bgr_to_lab(image)[:, :, 0].copy()
+    """L channel (float32 ``H×W``, 0..100) of a gray, BGR or BGRA image; alpha is ignored.
+
+    Equals ``bgr_to_lab(image)[..., 0]`` (to 1e-3) at a fraction of the cost: gray 8/16-bit
+    images are a table look-up.
+    """
+    color, _ = split_alpha(image)
+    if color.ndim == 3 and color.shape[2] == 1:
+        color = color[:, :, 0]
+    if color.ndim == 2 and color.dtype in _GRAY_L_LUT:
+        return _GRAY_L_LUT[color.dtype][color]
+    linear = _as_linear_bgr(color)
+    return _l_from_y(cv2.transform(linear, _Y_FROM_LINEAR_BGR[None, :]))
 
 
 def chroma(lab: np.ndarray) -> np.ndarray:
@@ -182,26 +205,56 @@ def is_grayscale(lab: np.ndarray, threshold: float = 1.8) -> bool:
     return float(chroma(lab).mean()) < threshold
 
 
+# ---------------------------------------------------------------------------------------------
+# Gamut
+
 _D65_WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)
-_XYZ_TO_LINEAR_RGB = np.array(
-    [[3.240479, -1.53715, -0.498535], [-0.969256, 1.875991, 0.041556],
-     [0.055648, -0.204043, 1.057311]], np.float32,
+_XYZ_TO_LINEAR_BGR = np.array(
+    [[0.055648, -0.204043, 1.057311], [-0.969256, 1.875991, 0.041556],
+     [3.240479, -1.53715, -0.498535]], np.float32,
 )  # fmt: skip
-"""OpenCV's D65 white and XYZ → linear sRGB matrix: the gamut test matches its conversion."""
+"""OpenCV's D65 white and XYZ → linear sRGB matrix (rows B, G, R): the gamut test matches it."""
 
 
-def _linear_rgb_unclipped(lab: np.ndarray) -> np.ndarray:
-    """LAB ``…×3`` → linear RGB ``…×3`` *without* clipping (OpenCV clips, hiding out-of-gamut)."""
+def _linear_bgr_unclipped(lab: np.ndarray) -> np.ndarray:
+    """LAB ``…×3`` → linear BGR ``…×3`` *without* clipping (OpenCV clips, hiding out-of-gamut)."""
+    shape = lab.shape
+    lab = np.ascontiguousarray(lab, dtype=np.float32).reshape(-1, 1, 3)
     fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
+    f = np.empty(lab.shape, np.float32)
+    f[..., 0] = fy + lab[..., 1] / 500
+    f[..., 1] = fy
+    f[..., 2] = fy - lab[..., 2] / 200
     delta = np.float32(6 / 29)
-    xyz = np.where(f > delta, f**3, 3 * delta**2 * (f - 4 / 29)) * _D65_WHITE
-    return xyz @ _XYZ_TO_LINEAR_RGB.T
+    xyz = np.where(f > delta, f * f * f, np.float32(3 * (6 / 29) ** 2) * (f - np.float32(4 / 29)))
+    xyz *= _D65_WHITE
+    return cv2.transform(xyz, _XYZ_TO_LINEAR_BGR).reshape(shape)
 
 
-def _in_gamut(lab: np.ndarray, tolerance: float = 1e-5) -> np.ndarray:
-    rgb = _linear_rgb_unclipped(lab)
-    return np.all((rgb >= -tolerance) & (rgb <= 1 + tolerance), axis=-1)
+_GAMUT_TOLERANCE = 1e-5
+
+
+def _outside(linear: np.ndarray) -> np.ndarray:
+    """Boolean mask of pixels whose linear BGR leaves 0..1 (``…×3`` → ``…``)."""
+    flat = np.ascontiguousarray(linear, dtype=np.float32).reshape(-1, 1, 3)
+    low, high = (-_GAMUT_TOLERANCE,) * 3, (1 + _GAMUT_TOLERANCE,) * 3
+    return (cv2.inRange(flat, low, high) == 0).reshape(linear.shape[:-1])
+
+
+def _fit_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Out-of-gamut LAB pixels ``N×3`` with chroma bisected down until they fit (L unchanged)."""
+    low = np.zeros(len(pixels), np.float32)  # a chroma scale known to fit (gray always fits)
+    high = np.ones(len(pixels), np.float32)  # a scale known not to fit
+    for _ in range(_GAMUT_STEPS):
+        mid = (low + high) / 2
+        trial = pixels.copy()
+        trial[:, 1:] *= mid[:, None]
+        fits = ~_outside(_linear_bgr_unclipped(trial))
+        low = np.where(fits, mid, low)
+        high = np.where(fits, high, mid)
+    fitted = pixels.copy()
+    fitted[:, 1:] *= low[:, None]
+    return fitted
 
 
 def fit_to_gamut(lab: np.ndarray) -> np.ndarray:
@@ -211,23 +264,34 @@ def fit_to_gamut(lab: np.ndarray) -> np.ndarray:
     original L (the scan's own tones) and gives up only the colour that sRGB cannot show.
     """
     lab = np.asarray(lab, dtype=np.float32)
-    outside = ~_in_gamut(lab)
+    outside = _outside(_linear_bgr_unclipped(lab))
     if not outside.any():
         return lab
-    pixels = lab[outside]  # N×3
-    low = np.zeros(len(pixels), np.float32)  # a chroma scale known to fit (gray always fits)
-    high = np.ones(len(pixels), np.float32)  # a scale known not to fit
-    for _ in range(_GAMUT_STEPS):
-        mid = (low + high) / 2
-        trial = pixels.copy()
-        trial[:, 1:] *= mid[:, None]
-        fits = _in_gamut(trial)
-        low = np.where(fits, mid, low)
-        high = np.where(fits, high, mid)
     fitted = lab.copy()
-    pixels[:, 1:] *= low[:, None]
-    fitted[outside] = pixels
+    fitted[outside] = _fit_pixels(lab[outside])
     return fitted
+
+
+def lab_to_bgr_in_gamut(lab: np.ndarray, dtype: np.dtype | type = np.uint8) -> np.ndarray:
+    """LAB → BGR of ``dtype`` with :func:`fit_to_gamut` applied, in one pass over the image."""
+    linear = _linear_bgr_unclipped(lab)
+    outside = _outside(linear)
+    if outside.any():
+        linear[outside] = _linear_bgr_unclipped(_fit_pixels(np.asarray(lab)[outside]))
+    return _encode_linear(linear, dtype)
+
+
+_SRGB8_STEPS = 1 << 20
+_SRGB8_LUT = from_unit_float(linear_to_srgb(np.linspace(0, 1, _SRGB8_STEPS + 1)), np.uint8)
+"""Linear light (2²⁰ steps) → 8-bit sRGB; its error is below 0.002 of a level."""
+
+
+def _encode_linear(linear: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """Linear-light float image → sRGB-encoded image of ``dtype`` (values clipped to 0..1)."""
+    if np.dtype(dtype) == np.uint8:
+        index = np.clip(linear, 0, 1) * np.float32(_SRGB8_STEPS) + np.float32(0.5)
+        return _SRGB8_LUT[index.astype(np.int32)]
+    return from_unit_float(linear_to_srgb(np.clip(linear, 0, 1)), dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,6 +394,12 @@ def colorize_output(
 ) -> np.ndarray:
     """Model output → colour image: de-normalise ab, upsample to L's size, boost and clamp,
     merge with the **original full-resolution L**, fit to the sRGB gamut, convert to BGR."""
-    ab = upsample_ab(denormalize_ab(ab_norm, norm), L.shape[:2])
-    lab = fit_to_gamut(merge_l_ab(L, boost_ab(ab, boost)))
-    return lab_to_bgr(lab, dtype)
+    h, w = L.shape[:2]
+    lab = np.empty((h, w, 3), np.float32)
+    lab[..., 0] = L
+    lab[..., 1:] = upsample_ab(ab_norm, (h, w))
+    scale = np.float32(norm.ab_scale)
+    lab[..., 1] *= scale * np.float32(boost[0])
+    lab[..., 2] *= scale * np.float32(boost[1])
+    np.clip(lab[..., 1:], -AB_LIMIT, AB_LIMIT, out=lab[..., 1:])
+    return lab_to_bgr_in_gamut(lab, dtype)

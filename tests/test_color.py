@@ -49,11 +49,29 @@ def test_gray_and_alpha_inputs(photos):
     lab_gray = color.bgr_to_lab(gray)
     assert lab_gray.shape == (*gray.shape, 3)
     assert np.abs(lab_gray[..., 1:]).max() < 1e-3
-    np.testing.assert_allclose(color.luminance(gray[:, :, None]), lab_gray[..., 0])
+    np.testing.assert_allclose(color.luminance(gray[:, :, None]), lab_gray[..., 0], atol=0.01)
     bgra = np.dstack([bgr, np.full(gray.shape, 7, np.uint8)])
     assert np.array_equal(color.bgr_to_lab(bgra), color.bgr_to_lab(bgr))
     _, alpha = color.split_alpha(bgra)
     assert alpha is not None and (alpha == 7).all()
+
+
+def test_fast_luminance_equals_the_lab_l(photos):
+    for bgr in photos[:6]:
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        for image in (bgr, gray, gray.astype(np.uint16) * 257, color.to_unit_float(bgr)):
+            expected = color.bgr_to_lab(image)[..., 0]
+            np.testing.assert_allclose(color.luminance(image), expected, atol=0.01)
+
+
+def test_in_gamut_conversion_equals_fit_then_convert(photos):
+    lab = color.bgr_to_lab(photos[4])
+    lab[..., 1:] *= 2.5  # push many pixels out of gamut
+    fused = color.lab_to_bgr_in_gamut(lab)
+    separate = color.lab_to_bgr(color.fit_to_gamut(lab))
+    assert np.abs(fused.astype(int) - separate).max() <= 1
+    assert fused.dtype == np.uint8
+    assert color.lab_to_bgr_in_gamut(lab, np.uint16).dtype == np.uint16
 
 
 def test_unsupported_inputs_say_what_was_expected():

@@ -266,6 +266,30 @@ def eval_command(
             json_out.write_text(text + "\n")
 
 
+@app.command("strip")
+def strip_command(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint to copy, e.g. RUN/last.safetensors.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Argument(
+            help="Where to write the weights-only checkpoint (.safetensors, plus its .json)."
+        ),
+    ],
+) -> None:
+    """Copy a checkpoint without its optimizer and resume state (what gets shipped)."""
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
+
+    try:
+        ckpt = load_checkpoint(checkpoint)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    ckpt.train_state = None
+    save_checkpoint(out, ckpt)
+    console.print(f"wrote {out} ({len(ckpt.weights)} tensors)")
+
+
 @app.command("fetch-data")
 def fetch_data_command(
     dest: Annotated[
