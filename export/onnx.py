@@ -8,9 +8,9 @@ A failed check raises :class:`ExportError` and leaves no file behind.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from engine.color import denormalize_ab, luminance, model_input
+from engine.models import METADATA_KEY, file_sha256
 from trainer.checkpoint import Checkpoint, load_checkpoint
 from trainer.model import ConvBlock, ResBlock, UNet
 
@@ -30,7 +31,6 @@ PARITY_LIMIT = 1e-3
 """Largest allowed |Δab| (LAB units) between ONNX Runtime and PyTorch on the parity photos."""
 PARITY_PHOTOS = Path(__file__).with_name("parity_photos")
 INPUT_NAME, OUTPUT_NAME = "L", "ab"
-METADATA_KEY = "colorization"
 
 
 class ExportError(RuntimeError):
@@ -43,14 +43,6 @@ class ExportReport:
     sha256: str
     parity_max_abs_ab: float
     parity_images: int
-
-
-def file_sha256(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fold_batchnorm(model: UNet) -> UNet:
@@ -77,6 +69,23 @@ def parity_inputs(photos: Sequence[Path], size: int, norm) -> np.ndarray:
     if not batch:
         raise ExportError("no parity photos")
     return np.stack(batch)
+
+
+def _torch_export(model: nn.Module, path: Path, size: int, opset: int) -> None:
+    """TorchScript-based export (``dynamo=False``): no onnxscript dependency, and for this
+    plain convolutional graph it gives the same operators as the dynamo exporter."""
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 1, size, size),),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+        opset_version=opset,
+        do_constant_folding=True,
+        dynamo=False,
+    )
 
 
 def export_onnx(
@@ -107,20 +116,9 @@ def export_onnx(
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 1, size, size),),
-            str(tmp),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={
-                INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-            },
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():  # the TorchScript exporter is chosen on purpose (below)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _torch_export(model, tmp, size, opset)
         graph = onnx.load(str(tmp))
         graph.doc_string = "U-Net colorizer: normalised L (N×1×H×W) → normalised ab (N×2×H×W)"
         del graph.metadata_props[:]

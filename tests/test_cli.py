@@ -21,14 +21,17 @@ runner = CliRunner()
 def test_every_command_and_option_has_help(app):
     group = typer.main.get_command(app)
     assert group.commands
-    for name, command in group.commands.items():
+    commands = dict(group.commands)
+    for name, sub in group.commands.items():  # sub-groups such as `engine export`
+        commands.update({f"{name} {n}": c for n, c in getattr(sub, "commands", {}).items()})
+    for name, command in commands.items():
         assert command.help, f"{name} has no help"
         for param in command.params:
             if param.param_type_name == "option":
                 assert param.help and len(param.help) > 10, f"{name} {param.name}"
             else:
                 assert getattr(param, "help", None), f"{name} argument {param.name}"
-        result = runner.invoke(app, [name, "--help"])
+        result = runner.invoke(app, [*name.split(), "--help"])
         assert result.exit_code == 0, result.output
 
 

@@ -21,7 +21,7 @@ console = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -336,7 +336,7 @@ def fetch_data_command(
         return
     report = fetch(dest, entries, work or dest / ".packages", on_progress=console.print)
     for file, reason in sorted(report.failed.items()):
-        console.print(f"[red]failed[/red] {file}: {reason}", highlight=False)
+        console.print(f"[red]failed[/red] {file}: {reason}", highlight=False, soft_wrap=True)
     for line in report.size_mismatch:
         console.print(f"[yellow]size differs[/yellow] {line}", highlight=False)
     console.print(

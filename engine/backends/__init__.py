@@ -1,0 +1,91 @@
+"""Inference backends behind one small protocol, created by name.
+
+A backend takes a float32 batch ``N×1×H×W`` of normalised L and returns ``N×2×H×W`` normalised ab.
+``create_backend("auto", …)`` picks the best one available on this machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Protocol
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """A backend is unknown or cannot run here; the message says what to install or use."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, L: np.ndarray) -> np.ndarray:
+        """Normalised L ``N×1×H×W`` float32 → normalised ab ``N×2×H×W`` float32."""
+        ...
+
+    def describe(self) -> dict:
+        """Facts for logs and benchmarks (runtime version, providers, threads)."""
+        ...
+
+
+_IMPLEMENTATIONS = {"ort": "engine.backends.ort:OrtBackend"}
+_PLANNED = {
+    "trt": "TensorRT engines for RTX GPUs",
+    "torch": "PyTorch eager inference",
+}
+AUTO_ORDER = ("ort",)
+"""Preference of ``--backend auto``, best first; later releases put ``trt`` ahead."""
+
+
+def backend_names() -> list[str]:
+    return ["auto", *_IMPLEMENTATIONS, *_PLANNED]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity and container limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _load_class(name: str) -> type:
+    module_name, _, class_name = _IMPLEMENTATIONS[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def availability() -> dict[str, str | None]:
+    """Backend name → None when usable here, else the reason it is not."""
+    status: dict[str, str | None] = {}
+    for name in _IMPLEMENTATIONS:
+        try:
+            reason = _load_class(name).unavailable_reason()
+        except ImportError as exc:
+            reason = f"cannot import: {exc}"
+        status[name] = reason
+    for name, what in _PLANNED.items():
+        status[name] = f"{what}: not part of this release yet; use --backend ort"
+    return status
+
+
+def create_backend(name: str, model_path: str, **options: object) -> Backend:
+    """Create backend ``name`` (or the best available for ``auto``) on an ONNX model file."""
+    if name == "auto":
+        status = availability()
+        usable = [n for n in AUTO_ORDER if status.get(n) is None]
+        if not usable:
+            raise BackendError(f"no backend can run here: {status}")
+        name = usable[0]
+    if name in _PLANNED:
+        raise BackendError(
+            f"backend {name!r} ({_PLANNED[name]}) is not part of this release yet;"
+            " use --backend ort"
+        )
+    if name not in _IMPLEMENTATIONS:
+        raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(backend_names())}")
+    cls = _load_class(name)
+    reason = cls.unavailable_reason()
+    if reason is not None:
+        raise BackendError(f"backend {name!r} cannot run here: {reason}")
+    return cls(model_path, **options)

@@ -1,0 +1,102 @@
+"""The Python API: ``Colorizer(model=…, backend=…)``, used by the command line too.
+
+>>> from engine import Colorizer                            # doctest: +SKIP
+>>> colour = Colorizer().colorize(cv2.imread("scan.jpg"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from engine.backends import create_backend
+from engine.color import colorize_output, luminance, model_input
+from engine.models import ModelConfig, ModelError, ModelSpec, parse_config, resolve_model, verify
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    """The engine config stored in an ONNX model's metadata."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and others for bad files
+        raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    return parse_config({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+class Colorizer:
+    """A model on a backend, with the engine's pre- and post-processing.
+
+    ``model``: a shipped model name, a category (``general``, ``people``, ``landscape``) or a path
+    to an ``.onnx`` file; ``size``: inference resolution (default: the model's training size);
+    ``boost``: ab factors after prediction (default: the model's own).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        backend: str = "ort",
+        size: int | None = None,
+        boost: tuple[float, float] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.spec: ModelSpec = resolve_model(model)
+        verify(self.spec)
+        self.config = read_model_config(self.spec.path)
+        self.size = size or self.config.input_size
+        if self.size % 4:
+            raise ValueError(f"size {self.size} must be divisible by 4")
+        self.boost = boost or self.config.boost
+        options = {"threads": threads} if threads else {}
+        self.backend = create_backend(backend, str(self.spec.path), **options)
+
+    # The three stages, exposed separately so the pipeline can run them in different threads.
+
+    def preprocess(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gray/BGR(A) pixels → (full-resolution L ``H×W``, model input ``1×s×s``)."""
+        L = luminance(pixels)
+        return L, model_input(L, self.size, self.config.normalization)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Model inputs ``N×1×s×s`` → normalised ab ``N×2×s×s``."""
+        return self.backend.run(batch)
+
+    def postprocess(self, L: np.ndarray, ab: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Full-resolution L and predicted ab → BGR image of ``dtype`` (L kept exactly)."""
+        return colorize_output(L, ab, self.config.normalization, self.boost, dtype)
+
+    def colorize_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Colorize several gray/BGR(A) images (uint8/uint16) in one backend call.
+
+        Outputs are BGR of the input's dtype and size; an input's alpha is not carried (the
+        file pipeline carries it).
+        """
+        prepared = [self.preprocess(image) for image in images]
+        if not prepared:
+            return []
+        ab = self.infer(np.stack([x for _, x in prepared]))
+        return [
+            self.postprocess(L, a, image.dtype)
+            for (L, _), a, image in zip(prepared, ab, images, strict=True)
+        ]
+
+    def colorize(self, image: np.ndarray) -> np.ndarray:
+        """Colorize one gray/BGR(A) image; returns BGR of the same size and dtype."""
+        return self.colorize_batch([image])[0]
+
+    def colorize_paths(self, inputs: Sequence[str | Path], output_dir: str | Path, **options):
+        """Colorize files, folders and globs into ``output_dir`` via :mod:`engine.pipeline`."""
+        from engine.pipeline import RunOptions, run
+
+        return run(self, inputs, RunOptions(output_dir=Path(output_dir), **options))
+
+    def describe(self) -> dict:
+        return {
+            "model": self.spec.name,
+            "model_path": str(self.spec.path),
+            "size": self.size,
+            "boost": list(self.boost),
+            **self.backend.describe(),
+        }

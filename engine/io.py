@@ -1,0 +1,193 @@
+"""Image files: finding inputs, decoding, choosing output paths, atomic writes.
+
+Inputs are never written to: an output path that is an input of the run gets ``_colorized``
+added to its stem, and every output is written to a temporary file in the destination folder
+and renamed into place, so a crash never leaves a truncated image under the final name.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2"}
+)
+FORMATS = {"jpg": ".jpg", "png": ".png", "tif": ".tif"}
+EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".jpe", ".bmp", ".webp"})
+TEMP_MARKER = ".colorize-tmp-"
+LOG_PREFIX = "colorize-log-"
+COLLISION_SUFFIX = "_colorized"
+
+
+class ImageError(ValueError):
+    """A file cannot be used; the message is the reason, for one line of output."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes, relative to the output folder."""
+
+    source: Path
+    relative: Path
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    base = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and TEMP_MARKER not in path.name
+
+
+def discover(inputs: Sequence[str | Path], exclude: Iterable[Path] = ()) -> list[Job]:
+    """Files, folders (recursive) and glob patterns → jobs, each input once, in a stable order.
+
+    A file named directly is used whatever its extension (a bad one fails with a reason); files
+    found in folders or by patterns are kept when their extension is an image's. ``exclude``
+    lists resolved paths to leave out (a previous run's outputs inside an input folder).
+    """
+    excluded = {Path(p) for p in exclude}
+    jobs: list[Job] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, base: Path) -> None:
+        key = path.resolve()
+        if key in seen or key in excluded:
+            return
+        seen.add(key)
+        jobs.append(Job(path, path.relative_to(base) if base != path else Path(path.name)))
+
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if is_image_name(found) and found.is_file():
+                    add(found, path)
+        elif path.exists() or path.is_symlink():
+            add(path, path)
+        elif glob.has_magic(text):
+            base = _glob_base(text)
+            for found in sorted(Path(p) for p in glob.glob(text, recursive=True)):
+                if is_image_name(found) and found.is_file():
+                    add(found, base)
+        else:
+            raise FileNotFoundError(f"{text}: no such file, folder or matching pattern")
+    return jobs
+
+
+def previous_outputs(output_dir: Path) -> set[Path]:
+    """Resolved paths of files that earlier runs' logs in ``output_dir`` say they wrote."""
+    outputs: set[Path] = set()
+    for log in sorted(output_dir.glob(f"{LOG_PREFIX}*.jsonl")) if output_dir.is_dir() else ():
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("output"):
+                outputs.add(Path(record["output"]).resolve())
+    return outputs
+
+
+def output_path(job: Job, output_dir: Path, fmt: str | None, inputs: set[Path]) -> Path:
+    """Where ``job``'s output goes: mirrored tree, same stem, chosen or same format.
+
+    When that path is one of the run's inputs, ``_colorized`` is added to the stem.
+    """
+    suffix = FORMATS[fmt] if fmt else job.source.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS or suffix in (".ppm", ".pgm", ".jp2"):
+        suffix = ".png"
+    target = output_dir / job.relative.with_suffix(suffix)
+    if target.resolve() in inputs:
+        target = target.with_name(f"{target.stem}{COLLISION_SUFFIX}{suffix}")
+    return target
+
+
+@dataclass
+class Decoded:
+    """A decoded input: colour/gray pixels, alpha (or None), and the original bit depth."""
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.pixels.dtype
+
+
+def _png_has_alpha(head: bytes) -> bool:
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25 and head[25] in (4, 6)
+
+
+def read_image(path: Path) -> Decoded:
+    """Decode an image file (8/16-bit, gray/colour, alpha kept, EXIF orientation applied)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except (IsADirectoryError, PermissionError, FileNotFoundError, OSError) as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    if data.size == 0:
+        raise ImageError("empty file")
+    if _png_has_alpha(data[:32].tobytes()):
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    else:  # ANYCOLOR|ANYDEPTH keeps gray and 16-bit and applies EXIF orientation
+        image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    if image is None:
+        raise ImageError("not a decodable image (corrupt, truncated or not an image)")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageError(f"unsupported sample type {image.dtype} (8 or 16-bit integers only)")
+    if image.ndim == 3 and image.shape[2] == 4:
+        return Decoded(image[:, :, :3], image[:, :, 3])
+    if image.ndim == 3 and image.shape[2] == 2:
+        return Decoded(image[:, :, 0], image[:, :, 1])
+    return Decoded(image, None)
+
+
+def encode_image(pixels: np.ndarray, alpha: np.ndarray | None, suffix: str, quality: int) -> bytes:
+    """Encode BGR pixels (plus alpha where the format holds it) for a file of type ``suffix``."""
+    if suffix in EIGHT_BIT_ONLY and pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+        alpha = None if alpha is None else (alpha >> 8).astype(np.uint8)
+    if alpha is not None and suffix in (".png", ".tif", ".tiff", ".webp"):
+        if alpha.dtype != pixels.dtype:
+            alpha = alpha.astype(np.uint16) * 257 if pixels.dtype == np.uint16 else alpha >> 8
+        pixels = np.dstack([pixels, alpha.astype(pixels.dtype)])
+    params: list[int] = []
+    if suffix in (".jpg", ".jpeg", ".jpe"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    elif suffix == ".webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, quality]
+    ok, encoded = cv2.imencode(suffix, pixels, params)
+    if not ok:
+        raise ImageError(f"could not encode as {suffix}")
+    return encoded.tobytes()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,149 @@
+"""Shipped models and model resolution: ``--model NAME``, a category, or ``--model PATH.onnx``.
+
+``manifest.json`` beside this file lists every shipped ONNX model (name, category, file, sha256,
+training summary, evaluation figures). A file's sha256 is checked when it is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from engine.color import Normalization
+
+MODELS_DIR = Path(__file__).parent
+MANIFEST = MODELS_DIR / "manifest.json"
+METADATA_KEY = "colorization"
+"""Key of the JSON config in an ONNX model's metadata_props (written by ``export.onnx``)."""
+
+
+class ModelError(ValueError):
+    """A model cannot be found, read or trusted; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A shipped model as the manifest describes it."""
+
+    name: str
+    category: str
+    file: str
+    sha256: str
+    description: str = ""
+    summary: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def path(self) -> Path:
+        return MODELS_DIR / self.file
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model: its ONNX file, the sha256 it must have (None for user files), its name."""
+
+    path: Path
+    name: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the engine needs from a model's metadata."""
+
+    normalization: Normalization
+    boost: tuple[float, float]
+    input_size: int
+    category: str
+    raw: dict
+
+
+@cache
+def _manifest() -> dict:
+    if not MANIFEST.exists():
+        return {"default": None, "models": []}
+    return json.loads(MANIFEST.read_text())
+
+
+def shipped_models() -> list[ModelInfo]:
+    """Every model in the manifest, in manifest order."""
+    return [
+        ModelInfo(
+            name=m["name"],
+            category=m["category"],
+            file=m["file"],
+            sha256=m["sha256"],
+            description=m.get("description", ""),
+            summary={k: v for k, v in m.items() if k not in ("name", "category", "file", "sha256")},
+        )
+        for m in _manifest()["models"]
+    ]
+
+
+def default_model_name() -> str | None:
+    return _manifest().get("default")
+
+
+def resolve_model(spec: str | Path | None = None) -> ModelSpec:
+    """``None`` → the default model; a shipped name; a category (its default model); a path."""
+    models = shipped_models()
+    text = str(spec) if spec is not None else default_model_name()
+    if text is None:
+        raise ModelError("no shipped models found; pass --model PATH.onnx")
+    by_name = {m.name: m for m in models}
+    if text in by_name:
+        info = by_name[text]
+        return ModelSpec(info.path, info.name, info.sha256)
+    category = [m for m in models if m.category == text]
+    if category:
+        default = default_model_name()
+        info = next((m for m in category if m.name == default), category[0])
+        return ModelSpec(info.path, info.name, info.sha256)
+    path = Path(text)
+    if path.suffix.lower() == ".onnx" or path.exists():
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        return ModelSpec(path, path.stem)
+    known = ", ".join(sorted({*by_name, *(m.category for m in models)}))
+    raise ModelError(f"unknown model {text!r}; known: {known} (or a path to a .onnx file)")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(spec: ModelSpec) -> None:
+    """Raise :class:`ModelError` when a shipped model's file is missing or its sha256 differs."""
+    if not spec.path.is_file():
+        raise ModelError(f"{spec.path}: model file is missing")
+    if spec.sha256 is not None:
+        actual = file_sha256(spec.path)
+        if actual != spec.sha256:
+            raise ModelError(
+                f"{spec.path}: sha256 {actual[:12]}… does not match the manifest's "
+                f"{spec.sha256[:12]}…; the file is corrupt or was replaced (reinstall the package)"
+            )
+
+
+def parse_config(metadata: dict[str, str], source: str) -> ModelConfig:
+    """The model config from ONNX metadata (``{"colorization": json}``)."""
+    if METADATA_KEY not in metadata:
+        raise ModelError(
+            f"{source}: ONNX file has no '{METADATA_KEY}' metadata;"
+            " export it with `engine export onnx`"
+        )
+    raw = json.loads(metadata[METADATA_KEY])
+    a, b = raw.get("boost", (1.0, 1.0))
+    return ModelConfig(
+        normalization=Normalization.from_dict(raw["normalization"]),
+        boost=(float(a), float(b)),
+        input_size=int(raw.get("input_size", 256)),
+        category=raw.get("category", "general"),
+        raw=raw,
+    )

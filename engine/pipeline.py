@@ -1,0 +1,235 @@
+"""The batch pipeline: decode in threads → batch → backend → post-process and write in threads.
+
+Decoding runs ahead of the backend by a bounded number of images and writing lags behind it by a
+bounded number, so memory stays flat however many files a run has. Every file ends as one record
+(done, skipped or failed, with the reason) in ``colorize-log-<time>.jsonl`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from engine.backends import available_cores
+from engine.io import (
+    LOG_PREFIX,
+    ImageError,
+    Job,
+    discover,
+    encode_image,
+    output_path,
+    previous_outputs,
+    read_image,
+    write_atomic,
+)
+
+
+@dataclass
+class RunOptions:
+    """How a run writes its outputs."""
+
+    output_dir: Path
+    fmt: str | None = None
+    """``jpg``, ``png`` or ``tif``; None keeps each input's format."""
+    overwrite: bool = False
+    batch_size: int = 8
+    workers: int | None = None
+    """Decode and encode threads each (default: the number of cores)."""
+    quality: int = 95
+
+
+@dataclass
+class FileResult:
+    """What happened to one input."""
+
+    source: str
+    output: str | None
+    status: str  # done | skipped | failed
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class RunSummary:
+    """Counts, time and the log of a run."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    log_path: str | None = None
+    failures: list[FileResult] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["images_per_s"] = round(self.images_per_s, 3)
+        return data
+
+
+@dataclass
+class _Prepared:
+    job: Job
+    target: Path
+    L: np.ndarray
+    x: np.ndarray
+    dtype: np.dtype
+    alpha: np.ndarray | None
+    started: float
+
+
+class _Recorder:
+    """Collects results from any thread and appends them to the JSON-lines log."""
+
+    def __init__(self, log_path: Path, on_result: Callable[[FileResult], None] | None) -> None:
+        self.lock = threading.Lock()
+        self.summary = RunSummary(log_path=str(log_path))
+        self.on_result = on_result
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = log_path.open("a", encoding="utf-8")
+
+    def add(self, result: FileResult) -> None:
+        with self.lock:
+            s = self.summary
+            s.total += 1
+            setattr(s, result.status, getattr(s, result.status) + 1)
+            if result.status == "failed":
+                s.failures.append(result)
+            self.log.write(json.dumps(asdict(result)) + "\n")
+            self.log.flush()
+        if self.on_result:
+            self.on_result(result)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def plan(inputs: Sequence[str | Path], options: RunOptions) -> list[tuple[Job, Path]]:
+    """Jobs with their output paths (earlier runs' outputs in the output folder left out)."""
+    output_dir = Path(options.output_dir)
+    jobs = discover(inputs, exclude=previous_outputs(output_dir))
+    sources = {job.source.resolve() for job in jobs}
+    return [(job, output_path(job, output_dir, options.fmt, sources)) for job in jobs]
+
+
+def run(
+    colorizer,
+    inputs: Sequence[str | Path],
+    options: RunOptions,
+    on_start: Callable[[int], None] | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+    planned: list[tuple[Job, Path]] | None = None,
+) -> RunSummary:
+    """Colorize every input into ``options.output_dir``; see the module docstring.
+
+    ``planned`` (from :func:`plan`) saves scanning the inputs again when the caller already did.
+    """
+    if planned is None:
+        planned = plan(inputs, options)
+    if on_start:
+        on_start(len(planned))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    recorder = _Recorder(Path(options.output_dir) / f"{LOG_PREFIX}{stamp}.jsonl", on_result)
+    started = time.perf_counter()
+    workers = options.workers or available_cores()
+    claimed: dict[Path, Path] = {}
+    todo: deque[tuple[Job, Path]] = deque()
+    for job, target in planned:
+        key = target.resolve()
+        if key in claimed:
+            reason = (
+                f"output {target} is also the output of {claimed[key]}; rename one or use --format"
+            )
+            recorder.add(FileResult(str(job.source), None, "failed", reason))
+        elif target.exists() and not options.overwrite:
+            claimed[key] = job.source
+            recorder.add(FileResult(str(job.source), str(target), "skipped", "output exists"))
+        else:
+            claimed[key] = job.source
+            todo.append((job, target))
+
+    def prepare(job: Job, target: Path) -> _Prepared:
+        t0 = time.perf_counter()
+        decoded = read_image(job.source)
+        L, x = colorizer.preprocess(decoded.pixels)
+        return _Prepared(job, target, L, x, decoded.dtype, decoded.alpha, t0)
+
+    def finish(item: _Prepared, ab: np.ndarray) -> None:
+        image = colorizer.postprocess(item.L, ab, item.dtype)
+        data = encode_image(image, item.alpha, item.target.suffix.lower(), options.quality)
+        write_atomic(item.target, data)
+
+    slots = threading.BoundedSemaphore(2 * options.batch_size + workers)
+    lookahead = 2 * options.batch_size + workers
+
+    def on_written(item: _Prepared, future: Future) -> None:
+        slots.release()
+        error = future.exception()
+        seconds = round(time.perf_counter() - item.started, 4)
+        if error is None:
+            recorder.add(FileResult(str(item.job.source), str(item.target), "done", None, seconds))
+        else:
+            recorder.add(FileResult(str(item.job.source), None, "failed", _reason(error), seconds))
+
+    decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+    encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
+    pending: deque[tuple[Job, Future]] = deque()
+    batch: list[_Prepared] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        try:
+            ab = colorizer.infer(np.stack([item.x for item in batch]))
+        except Exception as exc:  # a backend failure fails this batch's files, not the run
+            for item in batch:
+                recorder.add(FileResult(str(item.job.source), None, "failed", _reason(exc)))
+            batch.clear()
+            return
+        for item, item_ab in zip(batch, ab, strict=True):
+            slots.acquire()
+            future = encode_pool.submit(finish, item, item_ab)
+            future.add_done_callback(lambda f, item=item: on_written(item, f))
+        batch.clear()
+
+    try:
+        while todo or pending:
+            while todo and len(pending) < lookahead:
+                job, target = todo.popleft()
+                pending.append((job, decode_pool.submit(prepare, job, target)))
+            job, future = pending.popleft()
+            try:
+                batch.append(future.result())
+            except Exception as exc:
+                recorder.add(FileResult(str(job.source), None, "failed", _reason(exc)))
+            if len(batch) >= options.batch_size or not (todo or pending):
+                flush()
+        flush()
+    finally:
+        decode_pool.shutdown(wait=True, cancel_futures=True)
+        encode_pool.shutdown(wait=True)
+        recorder.summary.seconds = time.perf_counter() - started
+        recorder.close()
+    return recorder.summary
+
+
+def _reason(error: BaseException) -> str:
+    """One line for a failure: our own errors speak for themselves, others carry their type."""
+    if isinstance(error, ImageError | FileNotFoundError | PermissionError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}"
+    return f"{type(error).__name__}: {error}".splitlines()[0]

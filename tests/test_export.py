@@ -1,0 +1,142 @@
+"""export.onnx and the shipped models: structure, metadata, parity, integrity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from engine import Colorizer, models
+from engine.backends import BackendError, create_backend
+from engine.cli import app
+from export import onnx as onnx_export
+from tests.conftest import photo_paths
+
+CHECKPOINTS = Path(__file__).parents[1] / "trainer" / "checkpoints"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, onnx_export.ExportReport]:
+    out = tmp_path_factory.mktemp("onnx") / "general.onnx"
+    report = onnx_export.export_onnx(CHECKPOINTS / "seed-general.safetensors", out)
+    return out, report
+
+
+def test_export_is_checked_folded_dynamic_and_carries_its_config(exported):
+    path, report = exported
+    assert report.parity_max_abs_ab < onnx_export.PARITY_LIMIT and report.parity_images >= 4
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    assert graph.opset_import[0].version >= 17
+    assert not [n for n in graph.graph.node if n.op_type == "BatchNormalization"]
+    dims = [d.dim_param for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "", "height", "width"]
+    config = json.loads({p.key: p.value for p in graph.metadata_props}["colorization"])
+    assert config["preset"] == "seed" and config["category"] == "general"
+    assert config["normalization"] == {"l_scale": 50.0, "l_shift": 1.0, "ab_scale": 128.0}
+    assert len(config["source_checkpoint"]["sha256"]) == 64
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"L": np.zeros((3, 1, 96, 132), np.float32)})[0]
+    assert out.shape == (3, 2, 96, 132)
+
+
+def test_failed_parity_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, "PARITY_LIMIT", 0.0)
+    out = tmp_path / "model.onnx"
+    with pytest.raises(onnx_export.ExportError, match="parity check failed"):
+        onnx_export.export_onnx(CHECKPOINTS / "seed-people.safetensors", out)
+    assert not list(tmp_path.iterdir())
+
+
+def test_shipped_models_are_the_committed_checkpoints(exported):
+    path, _ = exported
+    shipped = models.resolve_model("seed-general").path
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 1, 64, 64)).astype(np.float32)
+    run = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"L": x})[0]
+        for p in (path, shipped)
+    ]
+    np.testing.assert_allclose(run[0], run[1], atol=1e-6)
+
+
+def test_manifest_lists_verified_models_with_figures():
+    shipped = models.shipped_models()
+    assert {m.name for m in shipped} == {"seed-general", "seed-landscape", "seed-people"}
+    assert models.default_model_name() == "seed-general"
+    for info in shipped:
+        models.verify(models.resolve_model(info.name))
+        figures = info.summary["evaluation"]["no boost"]
+        assert figures["model"]["psnr"] > figures["gray"]["psnr"]
+        assert figures["model"]["auc"] > figures["gray"]["auc"]
+
+
+def test_model_resolution_by_name_category_and_path(tmp_path):
+    assert models.resolve_model(None).name == "seed-general"
+    assert models.resolve_model("people").name == "seed-people"
+    path = tmp_path / "mine.onnx"
+    shutil.copy(models.resolve_model("landscape").path, path)
+    spec = models.resolve_model(str(path))
+    assert spec.sha256 is None and Colorizer(str(path)).config.category == "landscape"
+    with pytest.raises(models.ModelError, match=r"unknown model 'cats'.*seed-general"):
+        models.resolve_model("cats")
+    with pytest.raises(models.ModelError, match="no such model file"):
+        models.resolve_model(str(tmp_path / "missing.onnx"))
+
+
+def test_tampered_model_is_refused(tmp_path, monkeypatch):
+    fake_dir = tmp_path / "models"
+    shutil.copytree(
+        models.MODELS_DIR, fake_dir, ignore=shutil.ignore_patterns("*.py", "__pycache__")
+    )
+    with open(fake_dir / "seed-people.onnx", "r+b") as f:
+        f.seek(-10, 2)
+        f.write(b"0123456789")
+    monkeypatch.setattr(models, "MODELS_DIR", fake_dir)
+    with pytest.raises(models.ModelError, match=r"sha256 .* does not match"):
+        Colorizer("seed-people")
+    result = runner.invoke(
+        app, ["colorize", str(photo_paths()[0]), "-m", "people", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "does not match the manifest" in result.output
+
+
+def test_non_model_onnx_and_garbage_are_clear_errors(tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"definitely not protobuf")
+    with pytest.raises(models.ModelError, match="not a readable ONNX model"):
+        Colorizer(str(garbage))
+
+
+def test_backends_by_name():
+    path = str(models.resolve_model(None).path)
+    assert create_backend("auto", path).name == "ort"
+    with pytest.raises(BackendError, match="unknown backend 'cuda'; choose one of: auto, ort"):
+        create_backend("cuda", path)
+    with pytest.raises(BackendError, match=r"'trt'.*not part of this release"):
+        create_backend("trt", path)
+
+
+def test_models_command_json():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    entries = json.loads(result.stdout)
+    assert [e["default"] for e in entries].count(True) == 1
+    assert all(len(e["sha256"]) == 64 for e in entries)
+
+
+def test_export_command(tmp_path):
+    out = tmp_path / "m.onnx"
+    result = runner.invoke(
+        app, ["export", "onnx", str(CHECKPOINTS / "seed-landscape.safetensors"), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "parity with PyTorch" in result.output
+    bad = runner.invoke(app, ["export", "onnx", str(tmp_path / "nope.safetensors")])
+    assert bad.exit_code == 2 and "no such checkpoint" in bad.output
