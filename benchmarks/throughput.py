@@ -69,7 +69,9 @@ def torch_rates(batch: np.ndarray, repeats: int) -> dict[str, float]:
     except ImportError:
         return {}
     torch.set_num_threads(available_cores())
-    ckpt = Path(__file__).resolve().parents[1] / "trainer/checkpoints/seed-general.safetensors"
+    import trainer
+
+    ckpt = Path(trainer.__file__).parent / "checkpoints" / "seed-general.safetensors"
     model = load_checkpoint(ckpt).build_model()
     rates = {}
     for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
