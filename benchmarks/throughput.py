@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 
 from engine import Colorizer
-from engine.backends import available_cores
 from engine.pipeline import RunOptions, run
+from engine.system import available_cores, cpu_model
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -122,7 +122,7 @@ def main() -> None:
     e2e_rate = statistics.median(e2e_rates)
     result = {
         "machine": {
-            "cpu": _cpu(), "cores": available_cores(), "python": platform.python_version(),
+            "cpu": cpu_model(), "cores": available_cores(), "python": platform.python_version(),
             **colorizer.describe(),
         },
         "settings": vars(args) | {"source": str(args.source), "out": str(args.out)},
@@ -136,13 +136,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

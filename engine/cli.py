@@ -23,6 +23,8 @@ from rich.progress import (
 from rich.table import Table
 
 import engine
+from engine.clitools import console, fail, parse_boost
+from engine.system import available_cores, cpu_model
 
 app = typer.Typer(
     help="Colorize grayscale photos with trained U-Net models (ONNX Runtime on any CPU).",
@@ -34,29 +36,8 @@ export_app = typer.Typer(
     help="Export trained checkpoints to deployable models.", no_args_is_help=True
 )
 app.add_typer(export_app, name="export")
-console = Console(stderr=True)
 
 EXIT_FAILED_FILES = 1
-EXIT_USAGE = 2
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_USAGE)
-
-
-def _parse_boost(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) <= 0:
-        _fail(f"--boost {text!r}: expected a factor like 1.6 or two factors 'A,B'")
-    return values[0], values[1]
 
 
 @app.command("colorize")
@@ -102,7 +83,9 @@ def colorize_command(
     ] = None,
     boost: Annotated[
         str | None,
-        typer.Option(help="Override the model's post-boost of a/b: one factor (1.6) or two (A,B)."),
+        typer.Option(
+            help="Post-boost of a/b: 'model' (the model's own, default), 'none', one factor (1.6) or two (A,B)."
+        ),
     ] = None,
     fmt: Annotated[
         str | None,
@@ -145,20 +128,20 @@ def colorize_command(
     from engine.pipeline import RunOptions, plan, run
 
     if fmt is not None and fmt not in ("jpg", "png", "tif"):
-        _fail(f"--format {fmt!r}: use jpg, png or tif")
+        fail(f"--format {fmt!r}: use jpg, png or tif")
     if size is not None and size % 4:
-        _fail(f"--size {size}: must be divisible by 4")
+        fail(f"--size {size}: must be divisible by 4")
     try:
-        colorizer = Colorizer(model, backend, size=size, boost=_parse_boost(boost), threads=threads)
+        colorizer = Colorizer(model, backend, size=size, boost=parse_boost(boost), threads=threads)
     except (ModelError, BackendError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     options = RunOptions(output, fmt, overwrite, batch_size, workers, quality)
     try:
         planned = plan(inputs, options)
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not planned:
-        _fail("no images found in the inputs")
+        fail("no images found in the inputs")
     columns = (
         TextColumn("[bold]colorize"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:.1f} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -258,13 +241,13 @@ def export_onnx_command(
     try:
         from export.onnx import ExportError, export_onnx
     except ImportError as exc:
-        _fail(
+        fail(
             f"export needs the training extra ({exc.name} missing): pip install 'colorization-engine[train]'"
         )
     try:
         report = export_onnx(checkpoint, out)
     except (ExportError, ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(
         f"wrote {report.path} (sha256 {report.sha256[:16]}…); parity with PyTorch on "
         f"{report.parity_images} photos: max |Δab| {report.parity_max_abs_ab:.1e}",
@@ -282,13 +265,13 @@ def info_command(
     import cv2
     import numpy
 
-    from engine.backends import availability, available_cores
+    from engine.backends import availability
 
     facts: dict[str, object] = {
         "engine": engine.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_cores": available_cores(),
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
@@ -312,16 +295,6 @@ def info_command(
             value = ", ".join(value)
         table.add_row(key, str(value))
     Console().print(table)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:  # pragma: no cover

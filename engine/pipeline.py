@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backends import available_cores
 from engine.io import (
     LOG_PREFIX,
     ImageError,
@@ -31,6 +30,7 @@ from engine.io import (
     read_image,
     write_atomic,
 )
+from engine.system import available_cores
 
 
 @dataclass

@@ -11,34 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from engine.clitools import console, fail, parse_boost
+
 app = typer.Typer(
     help="Train and evaluate the colorization U-Net.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _parse_boost(text: str | None) -> tuple[float, float] | None:
-    if text is None or text == "model":
-        return None
-    if text == "none":
-        return (1.0, 1.0)
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) <= 0:
-        _fail(f"--boost {text!r}: expected 'model', 'none', a factor like 1.6, or 'A,B'")
-    return values[0], values[1]
 
 
 @app.command("train")
@@ -170,20 +150,20 @@ def train_command(
     from trainer.train import TrainConfig, train
 
     if size % 4:
-        _fail(f"--size {size}: must be divisible by 4")
+        fail(f"--size {size}: must be divisible by 4")
     config = TrainConfig(
         data=data, out=out, preset=preset, categories=category or None,
         category=label or (category[0] if category and len(category) == 1 else "general"),
         epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
         weight_decay=weight_decay, size=size, epoch_size=epoch_size, val_fraction=val_fraction,
-        cache_max_side=cache_max_side, min_scale=min_scale, boost=_parse_boost(boost), seed=seed,
+        cache_max_side=cache_max_side, min_scale=min_scale, boost=parse_boost(boost), seed=seed,
         device=device, amp=amp, threads=threads, loader_threads=loader_threads,
         checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes, init=init,
     )  # fmt: skip
     try:
         result = train(config, resume=resume, console=console)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if result.interrupted:
         raise typer.Exit(130)
     console.print(f"done: best {result.best}, last {result.last}")
@@ -237,18 +217,18 @@ def eval_command(
     from trainer.train import pick_device
 
     if split not in ("val", "train", "all"):
-        _fail(f"--split {split!r}: use val, train or all")
+        fail(f"--split {split!r}: use val, train or all")
     try:
         ckpt = load_checkpoint(checkpoint)
         photos = scan_folder(data)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     training = ckpt.config.get("training", {})
     fraction = val_fraction if val_fraction is not None else training.get("val_fraction", 0.1)
     chosen = select(photos, None if split == "all" else split, fraction, category or None)
     if not chosen:
-        _fail(f"{data}: no photos in split {split!r}")
-    boost_factors = _parse_boost(boost) or ckpt.boost
+        fail(f"{data}: no photos in split {split!r}")
+    boost_factors = parse_boost(boost) or ckpt.boost
     report = evaluate(
         ckpt.build_model(), chosen, ckpt.normalization, boost_factors,
         input_size=input_size or ckpt.config.get("input_size", 256), long_side=long_side,
@@ -284,7 +264,7 @@ def strip_command(
     try:
         ckpt = load_checkpoint(checkpoint)
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     ckpt.train_state = None
     save_checkpoint(out, ckpt)
     console.print(f"wrote {out} ({len(ckpt.weights)} tensors)")
@@ -328,7 +308,7 @@ def fetch_data_command(
         and (not source or any(s in f"{e.package.kind}:{e.package.name}" for s in source))
     ]  # fmt: skip
     if not entries:
-        _fail("no photo matches --source/--category")
+        fail("no photo matches --source/--category")
     if list_only:
         counts = Counter(f"{e.package.kind}:{e.package.name} {e.package.version}" for e in entries)
         for name, count in counts.most_common():

@@ -7,10 +7,13 @@ A backend takes a float32 batch ``N×1×H×W`` of normalised L and returns ``N×
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Protocol
 
 import numpy as np
+
+from engine.system import available_cores
+
+__all__ = ["Backend", "BackendError", "available_cores", "create_backend"]
 
 
 class BackendError(RuntimeError):
@@ -40,14 +43,6 @@ AUTO_ORDER = ("ort",)
 
 def backend_names() -> list[str]:
     return ["auto", *_IMPLEMENTATIONS, *_PLANNED]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity and container limits)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _load_class(name: str) -> type:

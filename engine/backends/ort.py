@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.backends import available_cores
+from engine.system import available_cores
 
 
 class OrtBackend:

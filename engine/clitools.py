@@ -1,0 +1,34 @@
+"""Pieces shared by the ``engine`` and ``trainer`` command lines."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+EXIT_USAGE = 2
+console = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: message`` on one line (stderr) and exit with status 2."""
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def parse_boost(text: str | None) -> tuple[float, float] | None:
+    """``--boost``: None or 'model' → the model's own (None); 'none' → (1, 1); '1.6'; 'A,B'."""
+    if text is None or text == "model":
+        return None
+    if text == "none":
+        return (1.0, 1.0)
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) <= 0:
+        fail(f"--boost {text!r}: expected 'model', 'none', a factor like 1.6, or 'A,B'")
+    return values[0], values[1]
