@@ -58,6 +58,9 @@ class FileResult:
     seconds: float = 0.0
 
 
+STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
+
+
 @dataclass
 class RunSummary:
     """Counts, time and the log of a run."""
@@ -69,14 +72,26 @@ class RunSummary:
     seconds: float = 0.0
     log_path: str | None = None
     failures: list[FileResult] = field(default_factory=list)
+    megapixels: float = 0.0
+    """Pixels of the images done, in millions."""
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    """Thread-seconds spent in each stage (stages overlap in time, so they add up to more than
+    ``seconds`` when threads run in parallel)."""
 
     @property
     def images_per_s(self) -> float:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def stage_shares(self) -> dict[str, float]:
+        """Each stage's share of the thread-seconds of all stages."""
+        total = sum(self.stage_seconds.values())
+        return {k: (v / total if total else 0.0) for k, v in self.stage_seconds.items()}
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["images_per_s"] = round(self.images_per_s, 3)
+        data["stage_shares"] = {k: round(v, 4) for k, v in self.stage_shares.items()}
         return data
 
 
@@ -101,11 +116,16 @@ class _Recorder:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = log_path.open("a", encoding="utf-8")
 
-    def add(self, result: FileResult) -> None:
+    def add_time(self, stage: str, seconds: float) -> None:
+        with self.lock:
+            self.summary.stage_seconds[stage] += seconds
+
+    def add(self, result: FileResult, pixels: int = 0) -> None:
         with self.lock:
             s = self.summary
             s.total += 1
             setattr(s, result.status, getattr(s, result.status) + 1)
+            s.megapixels += pixels / 1e6
             if result.status == "failed":
                 s.failures.append(result)
             self.log.write(json.dumps(asdict(result)) + "\n")
@@ -164,13 +184,20 @@ def run(
     def prepare(job: Job, target: Path) -> _Prepared:
         t0 = time.perf_counter()
         decoded = read_image(job.source)
+        t1 = time.perf_counter()
         L, x = colorizer.preprocess(decoded.pixels)
+        recorder.add_time("decode", t1 - t0)
+        recorder.add_time("preprocess", time.perf_counter() - t1)
         return _Prepared(job, target, L, x, decoded.dtype, decoded.alpha, t0)
 
     def finish(item: _Prepared, ab: np.ndarray) -> None:
+        t0 = time.perf_counter()
         image = colorizer.postprocess(item.L, ab, item.dtype)
+        t1 = time.perf_counter()
         data = encode_image(image, item.alpha, item.target.suffix.lower(), options.quality)
         write_atomic(item.target, data)
+        recorder.add_time("postprocess", t1 - t0)
+        recorder.add_time("encode", time.perf_counter() - t1)
 
     slots = threading.BoundedSemaphore(2 * options.batch_size + workers)
     lookahead = 2 * options.batch_size + workers
@@ -180,7 +207,8 @@ def run(
         error = future.exception()
         seconds = round(time.perf_counter() - item.started, 4)
         if error is None:
-            recorder.add(FileResult(str(item.job.source), str(item.target), "done", None, seconds))
+            result = FileResult(str(item.job.source), str(item.target), "done", None, seconds)
+            recorder.add(result, pixels=item.L.size)
         else:
             recorder.add(FileResult(str(item.job.source), None, "failed", _reason(error), seconds))
 
@@ -193,7 +221,9 @@ def run(
         if not batch:
             return
         try:
+            t0 = time.perf_counter()
             ab = colorizer.infer(np.stack([item.x for item in batch]))
+            recorder.add_time("inference", time.perf_counter() - t0)
         except Exception as exc:  # a backend failure fails this batch's files, not the run
             for item in batch:
                 recorder.add(FileResult(str(item.job.source), None, "failed", _reason(exc)))

@@ -1,0 +1,292 @@
+"""The benchmark harness behind ``engine benchmark``.
+
+Every combination of mode × backend × precision × batch asked for runs in one process:
+
+* ``compute``: the backend alone on pre-made batches of real photos at the model's input size:
+  warm-up, then timed runs until both ``min_runs`` and ``min_seconds`` are reached; p50/p90/p99
+  latency per batch, images/s from the median, achieved GFLOP/s from the model's MAC count.
+* ``e2e``: the real ``engine colorize`` pipeline on a folder (given, or generated from real photos
+  at a chosen size): images/s, megapixels/s, per-image latency percentiles, the share of each
+  stage, and the ratio to ``compute`` measured in the same run.
+
+Peak process RSS (and NVML device memory on NVIDIA GPUs) is sampled during each measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from benchmarks.machine import fp32_matmul_peak_gflops, machine_info
+from benchmarks.memory import PeakMemory
+from benchmarks.stats import latency_summary
+from engine.colorizer import Colorizer
+from engine.pipeline import RunOptions, run
+
+SAMPLES = Path(__file__).with_name("samples")
+MODES = ("compute", "e2e")
+PRECISIONS = ("fp32", "fp16", "int8")
+RESULT_KEYS = (
+    "mode", "backend", "precision", "batch", "images_per_s", "p50_ms", "p90_ms", "p99_ms",
+    "gflops", "peak_rss_mb", "peak_vram_mb",
+)  # fmt: skip
+"""Keys every result has (the JSON schema's contract); results carry more."""
+
+
+class BenchmarkError(ValueError):
+    """A combination cannot be measured here; the message says why."""
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to measure. Lists run as all their combinations."""
+
+    modes: list[str] = field(default_factory=lambda: ["compute"])
+    backends: list[str] = field(default_factory=lambda: ["ort"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    batches: list[int] = field(default_factory=lambda: [8])
+    model: str | None = None
+    size: int | None = None
+    min_runs: int = 20
+    min_seconds: float = 2.0
+    warmup: int = 3
+    threads: int | None = None
+    e2e_input: Path | None = None
+    e2e_count: int = 48
+    e2e_width: int = 1024
+    e2e_height: int = 768
+    vs: list[tuple[str, str]] = field(default_factory=list)
+    matmul_peak: bool = True
+
+
+def sample_photos(directory: Path = SAMPLES) -> list[Path]:
+    photos = sorted(p for p in directory.glob("*") if p.suffix.lower() in (".jpg", ".png"))
+    if not photos:
+        raise BenchmarkError(f"{directory}: no sample photos")
+    return photos
+
+
+def make_gray_folder(dest: Path, count: int, width: int, height: int) -> Path:
+    """``count`` grayscale JPEGs of ``width×height`` made from the real sample photos."""
+    photos = sample_photos()
+    dest.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        image = cv2.imread(str(photos[i % len(photos)]), cv2.IMREAD_GRAYSCALE)
+        if (i // len(photos)) % 2:
+            image = image[:, ::-1]  # every other pass mirrored, so files differ
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(dest / f"{i:05d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return dest
+
+
+class Harness:
+    """Runs a :class:`BenchmarkConfig`; one colorizer per backend × precision, made once."""
+
+    def __init__(self, config: BenchmarkConfig) -> None:
+        self.config = config
+        self._colorizers: dict[tuple[str, str], Colorizer] = {}
+        self._inputs: dict[int, np.ndarray] = {}
+
+    def colorizer(self, backend: str, precision: str) -> Colorizer:
+        key = (backend, precision)
+        if key not in self._colorizers:
+            if precision not in PRECISIONS:
+                raise BenchmarkError(f"unknown precision {precision!r}; use fp32, fp16 or int8")
+            if precision != "fp32":
+                raise BenchmarkError(
+                    f"{backend}:{precision}: this release ships FP32 models only "
+                    "(FP16/INT8 graphs come with the GPU deployment work)"
+                )
+            try:
+                self._colorizers[key] = Colorizer(
+                    self.config.model, backend, size=self.config.size, threads=self.config.threads
+                )
+            except Exception as exc:  # backend/model errors are one line for the user
+                raise BenchmarkError(f"{backend}:{precision}: {exc}") from None
+        return self._colorizers[key]
+
+    def batch_input(self, colorizer: Colorizer, batch: int) -> np.ndarray:
+        """``batch`` real photos, preprocessed as the engine does (cycled when too few)."""
+        if batch not in self._inputs:
+            photos = sample_photos()
+            inputs = []
+            for i in range(batch):
+                image = cv2.imread(str(photos[i % len(photos)]), cv2.IMREAD_GRAYSCALE)
+                inputs.append(colorizer.preprocess(image)[1])
+            self._inputs[batch] = np.stack(inputs)
+        return self._inputs[batch]
+
+    def model_facts(self, colorizer: Colorizer) -> dict:
+        raw = colorizer.config.raw
+        gmacs_256 = raw.get("gmacs_256")
+        gmacs = gmacs_256 * (colorizer.size / 256) ** 2 if gmacs_256 else None
+        return {
+            "name": colorizer.spec.name,
+            "path": str(colorizer.spec.path),
+            "sha256": colorizer.spec.sha256 or _sha256(colorizer.spec.path),
+            "preset": raw.get("preset"),
+            "parameters": raw.get("parameters"),
+            "input_size": colorizer.size,
+            "gmacs_per_image": gmacs,
+        }
+
+    def _gflops(self, colorizer: Colorizer, images_per_s: float) -> float | None:
+        gmacs = self.model_facts(colorizer)["gmacs_per_image"]
+        return 2 * gmacs * images_per_s if gmacs else None
+
+    def compute(self, backend: str, precision: str, batch: int) -> dict:
+        colorizer = self.colorizer(backend, precision)
+        x = self.batch_input(colorizer, batch)
+        for _ in range(self.config.warmup):
+            colorizer.infer(x)
+        times: list[float] = []
+        with PeakMemory() as peak:
+            started = time.perf_counter()
+            while (
+                len(times) < self.config.min_runs
+                or time.perf_counter() - started < self.config.min_seconds
+            ):
+                t0 = time.perf_counter()
+                colorizer.infer(x)
+                times.append(time.perf_counter() - t0)
+        stats = latency_summary(times, batch)
+        return {
+            "mode": "compute", "backend": backend, "precision": precision, "batch": batch,
+            **stats, "gflops": self._gflops(colorizer, stats["images_per_s"]),
+            "peak_rss_mb": peak.rss_mb, "peak_vram_mb": peak.vram_mb,
+            "size": colorizer.size, "transfer_ms": None,
+        }  # fmt: skip
+
+    def e2e(self, backend: str, precision: str, batch: int, folder: Path) -> dict:
+        colorizer = self.colorizer(backend, precision)
+        work = Path(tempfile.mkdtemp(prefix="engine-bench-out-"))
+        try:
+            warm = sorted(folder.glob("*"))[: 2 * batch]
+            run(colorizer, warm, RunOptions(work / "warm", batch_size=batch))
+            with PeakMemory() as peak:
+                summary = run(colorizer, [folder], RunOptions(work / "out", batch_size=batch))
+            records = [json.loads(line) for line in Path(summary.log_path).read_text().splitlines()]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if summary.failed or not summary.done:
+            raise BenchmarkError(f"e2e run failed on {summary.failed} of {summary.total} files")
+        latencies = [r["seconds"] for r in records if r["status"] == "done"]
+        stats = latency_summary(latencies, 1)
+        stats["images_per_s"] = summary.images_per_s  # throughput of the run, not 1/latency
+        return {
+            "mode": "e2e", "backend": backend, "precision": precision, "batch": batch,
+            **stats, "gflops": self._gflops(colorizer, summary.images_per_s),
+            "peak_rss_mb": peak.rss_mb, "peak_vram_mb": peak.vram_mb,
+            "size": colorizer.size, "images": summary.done,
+            "megapixels_per_s": summary.megapixels / summary.seconds,
+            "stage_shares": {k: round(v, 4) for k, v in summary.stage_shares.items()},
+            "ratio_to_compute": None,
+        }  # fmt: skip
+
+    def compare(self, a: str, b: str, batch: int, rounds: int = 3) -> dict:
+        """images/s of ``a`` over ``b`` (``backend:precision``), measured back to back in turns."""
+        rates: dict[str, list[float]] = {a: [], b: []}
+        for _ in range(rounds):
+            for spec in (a, b):
+                backend, precision = _split_spec(spec)
+                rates[spec].append(self.compute(backend, precision, batch)["images_per_s"])
+        med = {k: float(np.median(v)) for k, v in rates.items()}
+        return {
+            "a": a, "b": b, "batch": batch, "a_images_per_s": med[a], "b_images_per_s": med[b],
+            "ratio": med[a] / med[b] if med[b] else None, "rounds": rounds,
+        }  # fmt: skip
+
+    def run(self, on_result=None) -> dict:
+        """Measure everything the config asks for; returns the report (see ``RESULT_KEYS``)."""
+        cfg = self.config
+        for mode in cfg.modes:
+            if mode not in MODES:
+                raise BenchmarkError(f"unknown mode {mode!r}; use compute or e2e")
+        combos = [(b, p) for b in cfg.backends for p in cfg.precisions]
+        for backend, precision in combos:  # fail fast, before minutes of measuring
+            self.colorizer(backend, precision)
+        results: list[dict] = []
+        folder_tmp = None
+        try:
+            if "e2e" in cfg.modes:
+                folder = cfg.e2e_input
+                if folder is None:
+                    folder_tmp = Path(tempfile.mkdtemp(prefix="engine-bench-in-"))
+                    folder = make_gray_folder(
+                        folder_tmp, cfg.e2e_count, cfg.e2e_width, cfg.e2e_height
+                    )
+            for backend, precision in combos:
+                for batch in cfg.batches:
+                    for mode in cfg.modes:
+                        if mode == "compute":
+                            result = self.compute(backend, precision, batch)
+                        else:
+                            result = self.e2e(backend, precision, batch, folder)
+                        results.append(result)
+                        if on_result:
+                            on_result(result)
+            _link_ratios(results)
+            comparisons = [self.compare(a, b, batch) for a, b in cfg.vs for batch in cfg.batches]
+        finally:
+            if folder_tmp:
+                shutil.rmtree(folder_tmp, ignore_errors=True)
+        first = self._colorizers[combos[0]]
+        machine = machine_info()
+        machine["backend"] = first.backend.describe()
+        if cfg.matmul_peak:
+            machine["fp32_matmul_peak_gflops"] = fp32_matmul_peak_gflops(threads=cfg.threads)
+        return {
+            "machine": machine,
+            "model": self.model_facts(first),
+            "settings": _settings(cfg),
+            "results": results,
+            "comparisons": comparisons,
+        }
+
+
+def _link_ratios(results: list[dict]) -> None:
+    compute = {
+        (r["backend"], r["precision"], r["batch"]): r["images_per_s"]
+        for r in results
+        if r["mode"] == "compute"
+    }
+    for r in results:
+        if r["mode"] == "e2e":
+            base = compute.get((r["backend"], r["precision"], r["batch"]))
+            r["ratio_to_compute"] = r["images_per_s"] / base if base else None
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    backend, _, precision = spec.partition(":")
+    return backend, precision or "fp32"
+
+
+def parse_vs(text: str | None) -> list[tuple[str, str]]:
+    """``"ort:fp32/ort:int8,torch:fp32/ort:fp32"`` → pairs."""
+    pairs = []
+    for item in filter(None, (text or "").split(",")):
+        a, sep, b = item.partition("/")
+        if not sep or not a or not b:
+            raise BenchmarkError(f"--vs {item!r}: expected A/B, e.g. torch:fp32/ort:fp32")
+        pairs.append((a.strip(), b.strip()))
+    return pairs
+
+
+def _settings(cfg: BenchmarkConfig) -> dict:
+    data = dict(cfg.__dict__)
+    data["e2e_input"] = str(cfg.e2e_input) if cfg.e2e_input else None
+    data["vs"] = [f"{a}/{b}" for a, b in cfg.vs]
+    return data
+
+
+def _sha256(path: Path) -> str:
+    from engine.models import file_sha256
+
+    return file_sha256(path)
