@@ -67,15 +67,18 @@ class BenchmarkConfig:
 
 
 def sample_photos(directory: Path = SAMPLES) -> list[Path]:
-    photos = sorted(p for p in directory.glob("*") if p.suffix.lower() in (".jpg", ".png"))
+    """The colour photos in ``directory`` (recursively)."""
+    photos = sorted(p for p in directory.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
     if not photos:
         raise BenchmarkError(f"{directory}: no sample photos")
     return photos
 
 
-def make_gray_folder(dest: Path, count: int, width: int, height: int) -> Path:
-    """``count`` grayscale JPEGs of ``width×height`` made from the real sample photos."""
-    photos = sample_photos()
+def make_gray_folder(
+    dest: Path, count: int, width: int, height: int, source: Path = SAMPLES
+) -> Path:
+    """``count`` grayscale JPEGs of ``width×height`` made from the real photos in ``source``."""
+    photos = sample_photos(source)
     dest.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         image = cv2.imread(str(photos[i % len(photos)]), cv2.IMREAD_GRAYSCALE)

@@ -105,3 +105,18 @@ def test_unavailable_combinations_are_usage_errors():
     assert result.exit_code == 2 and "unknown mode" in result.output
     with pytest.raises(BenchmarkError, match="expected A/B"):
         parse_vs("ort:fp32")
+
+
+def test_readme_section_is_generated_from_results(tmp_path, report, monkeypatch):
+    from benchmarks import readme
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "cpu.json").write_text(json.dumps({**report, "command": "engine benchmark -x"}))
+    monkeypatch.setattr(readme, "RESULTS", results)
+    page = tmp_path / "README.md"
+    page.write_text(f"# T\n\n{readme.START}\nold figures\n{readme.END}\n\nrest\n")
+    readme.update(page)
+    text = page.read_text()
+    assert "old figures" not in text and "`engine benchmark -x`" in text
+    assert "| compute | ort:fp32 | 1 |" in text and text.endswith("rest\n")
