@@ -1,0 +1,1 @@
+"""INT8 calibration: representative batches through the engine's preprocessing, ranges, cache."""

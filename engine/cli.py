@@ -415,6 +415,99 @@ def export_onnx_command(
     )
 
 
+@export_app.command("fp16")
+def export_fp16_command(
+    model: Annotated[
+        Path, typer.Argument(help="FP32 ONNX model (e.g. from `engine export onnx`).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the FP16 model.")
+    ] = Path("model-fp16.onnx"),
+) -> None:
+    """FP16 graph (float32 input/output, head in float32) and its accuracy against FP32."""
+    _convert_and_compare(model, out, lambda: _precision().convert_fp16(model, out))
+
+
+@export_app.command("int8")
+def export_int8_command(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX model.")],
+    calib: Annotated[
+        Path,
+        typer.Option(
+            "--calib", help="Folder of representative photos (the archive's own scans are best)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the INT8 Q/DQ model.")
+    ] = Path("model-int8.onnx"),
+    count: Annotated[
+        int, typer.Option(min=1, help="Photos used for calibration (chosen deterministically).")
+    ] = 64,
+    method: Annotated[
+        str, typer.Option(help="Calibration method: minmax, entropy or percentile.")
+    ] = "percentile",
+    flavour: Annotated[
+        str,
+        typer.Option(
+            help="cpu (uint8 activations: fast on ONNX Runtime x86) or trt (symmetric int8, zero point 0: TensorRT)."
+        ),
+    ] = "cpu",
+    cache_dir: Annotated[
+        Path,
+        typer.Option(
+            help="Calibration cache folder (tensor ranges, reused for the same model, photos and method)."
+        ),
+    ] = Path(".calibration-cache"),
+) -> None:
+    """INT8 Q/DQ graph calibrated on real photos, and its accuracy against FP32."""
+    from calibration.dataset import build_set
+
+    def convert() -> Path:
+        calibration_set = build_set(calib, count, size=_model_size(model))
+        console.print(
+            f"calibration set: {len(calibration_set)} photos, sha256 {calibration_set.sha256[:16]}…"
+        )
+        return _precision().convert_int8(model, out, calibration_set, cache_dir, method, flavour)
+
+    _convert_and_compare(model, out, convert)
+
+
+def _precision():
+    try:
+        from export import precision
+    except ImportError as exc:
+        fail(
+            f"precision export needs the train extra ({exc.name} missing): pip install 'colorization-engine[train]'"
+        )
+    return precision
+
+
+def _model_size(model: Path) -> int:
+    from engine.colorizer import read_model_config
+
+    return read_model_config(model).input_size
+
+
+def _convert_and_compare(model: Path, out: Path, convert) -> None:
+    from engine.models import ModelError
+
+    if not model.is_file():
+        fail(f"{model}: no such model file")
+    try:
+        path = convert()
+        from export.onnx import PARITY_PHOTOS
+
+        accuracy = _precision().compare(path, model, sorted(PARITY_PHOTOS.glob("*.jpg")))
+    except (ValueError, ModelError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(
+        f"wrote {path}; against FP32 on {accuracy.photos} photos: max |Δab| {accuracy.max_abs_ab:.2f},"
+        f" mean {accuracy.mean_abs_ab:.3f}, RGB PSNR {accuracy.psnr_vs_fp32:.1f} dB",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command("info")
 def info_command(
     as_json: Annotated[
