@@ -9,10 +9,12 @@ Two flavours, because the two runtimes want different integers:
   symmetric int8 activations it does not, and the graph runs slower than FP32).
 
 The first convolution (one input channel: little work, much error) and the output head stay in
-float (``float_nodes``): on our photos that lifts RGB PSNR against FP32 from 32.3 to 33.0 dB at
-the same speed. Tensor ranges are cached (ONNX Runtime's JSON calibration cache) under a name
-made of the model's sha256, the set's sha256 and the method, so a second export skips
-calibration.
+float (``float_nodes``). Measured on 18 real photos against FP32 (RGB PSNR of the colorized
+images): min-max ranges 28.4 dB, entropy 28.5, percentile 99.999 33.0, 99.99 34.2, 99.95 34.0
+and 99.9 35.7 — the default; all run at about 2× the FP32 images/s here.
+
+Tensor ranges are cached (ONNX Runtime's JSON calibration cache) under a name made of the
+model's sha256, the set's sha256 and the method, so a second export skips calibration.
 """
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ def quantize_int8(
     out: Path | str,
     calib: CalibrationSet,
     cache_dir: Path | str,
-    method: str = "minmax",
+    method: str = "percentile",
     flavour: str = "cpu",
     input_name: str = "L",
+    percentile: float = 99.9,
 ) -> QuantizeReport:
     """Write the INT8 Q/DQ graph of ``model`` to ``out`` (see the module docstring)."""
     if method not in METHODS:
@@ -85,7 +88,8 @@ def quantize_int8(
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown INT8 flavour {flavour!r}; use cpu or trt")
     model, out = Path(model), Path(out)
-    cache = cache_path(Path(cache_dir), model, calib, method)
+    tag = f"{method}{percentile:g}" if method == "percentile" else method
+    cache = cache_path(Path(cache_dir), model, calib, tag)
     hit = cache.is_file()
     cache.parent.mkdir(parents=True, exist_ok=True)
     symmetric = flavour == "trt"
@@ -100,8 +104,12 @@ def quantize_int8(
         per_channel=True,
         nodes_to_exclude=float_nodes(onnx.load(str(model))),
         calibrate_method=METHODS[method],
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        extra_options={
+            "ActivationSymmetric": symmetric,
+            "WeightSymmetric": True,
+            "CalibPercentile": percentile,
+        },
         calibration_cache_path=str(cache),
     )
     tmp.replace(out)
-    return QuantizeReport(out, cache, hit, method, flavour)
+    return QuantizeReport(out, cache, hit, tag, flavour)

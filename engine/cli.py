@@ -81,6 +81,12 @@ def colorize_command(
             help="Inference resolution in pixels (square, divisible by 4). Default: the model's training size."
         ),
     ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32, or a shipped model's fp16/int8 variant (int8: about 2× faster on x86 CPUs, slightly less accurate; see README)."
+        ),
+    ] = "fp32",
     boost: Annotated[
         str | None,
         typer.Option(
@@ -132,7 +138,10 @@ def colorize_command(
     if size is not None and size % 4:
         fail(f"--size {size}: must be divisible by 4")
     try:
-        colorizer = Colorizer(model, backend, size=size, boost=parse_boost(boost), threads=threads)
+        colorizer = Colorizer(
+            model, backend, size=size, boost=parse_boost(boost), threads=threads,
+            precision=precision,
+        )  # fmt: skip
     except (ModelError, BackendError, ValueError) as exc:
         fail(str(exc))
     options = RunOptions(output, fmt, overwrite, batch_size, workers, quality)
@@ -452,6 +461,14 @@ def export_int8_command(
             help="cpu (uint8 activations: fast on ONNX Runtime x86) or trt (symmetric int8, zero point 0: TensorRT)."
         ),
     ] = "cpu",
+    percentile: Annotated[
+        float,
+        typer.Option(
+            min=50,
+            max=100,
+            help="percentile method: the share of each tensor's values its range covers.",
+        ),
+    ] = 99.9,
     cache_dir: Annotated[
         Path,
         typer.Option(
@@ -467,7 +484,9 @@ def export_int8_command(
         console.print(
             f"calibration set: {len(calibration_set)} photos, sha256 {calibration_set.sha256[:16]}…"
         )
-        return _precision().convert_int8(model, out, calibration_set, cache_dir, method, flavour)
+        return _precision().convert_int8(
+            model, out, calibration_set, cache_dir, method, flavour, percentile
+        )
 
     _convert_and_compare(model, out, convert)
 

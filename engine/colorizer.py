@@ -31,7 +31,8 @@ class Colorizer:
 
     ``model``: a shipped model name, a category (``general``, ``people``, ``landscape``) or a path
     to an ``.onnx`` file; ``size``: inference resolution (default: the model's training size);
-    ``boost``: ab factors after prediction (default: the model's own).
+    ``boost``: ab factors after prediction (default: the model's own); ``precision``: fp32, or
+    the shipped fp16/int8 variant of a named model.
     """
 
     def __init__(
@@ -41,8 +42,9 @@ class Colorizer:
         size: int | None = None,
         boost: tuple[float, float] | None = None,
         threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
-        self.spec: ModelSpec = resolve_model(model)
+        self.spec: ModelSpec = resolve_model(model, precision)
         verify(self.spec)
         self.config = read_model_config(self.spec.path)
         self.size = size or self.config.input_size
@@ -95,6 +97,7 @@ class Colorizer:
     def describe(self) -> dict:
         return {
             "model": self.spec.name,
+            "precision": self.config.raw.get("precision", "fp32"),
             "model_path": str(self.spec.path),
             "size": self.size,
             "boost": list(self.boost),

@@ -95,11 +95,14 @@ def convert_int8(
     out: Path | str,
     calib: CalibrationSet,
     cache_dir: Path | str,
-    method: str = "minmax",
+    method: str = "percentile",
     flavour: str = "cpu",
+    percentile: float = 99.9,
 ) -> Path:
     """Write the INT8 Q/DQ graph (see ``calibration.quantize``) with its calibration record."""
-    report = quantize_int8(model_path, out, calib, cache_dir, method, flavour)
+    report = quantize_int8(
+        model_path, out, calib, cache_dir, method, flavour, percentile=percentile
+    )
     model = onnx.load(str(report.path))
     config = _metadata(onnx.load(str(model_path)))
     _set_metadata(
@@ -109,7 +112,7 @@ def convert_int8(
             "precision": "int8",
             "int8_flavour": flavour,
             "calibration": {
-                "method": method,
+                "method": report.method,
                 "count": len(calib),
                 "set_sha256": calib.sha256,
                 "fp32_model_sha256": file_sha256(model_path),

@@ -1,8 +1,11 @@
 """Rebuild the shipped models: trainer checkpoints → ONNX files + manifest in ``engine/models``.
 
-``python -m export.ship`` exports every ``trainer/checkpoints/seed-*.safetensors`` (with the parity
-check), and writes ``engine/models/manifest.json`` with each file's sha256, a training summary and
-the evaluation figures stored in ``trainer/checkpoints/eval/<category>-{noboost,boost}.json``.
+``python -m export.ship [--calib PHOTOS]`` exports every ``trainer/checkpoints/seed-*.safetensors``
+(with the parity check) and, with ``--calib`` (the training photos, see ``trainer fetch-data``),
+its FP16 and INT8 (cpu flavour) variants with their accuracy against FP32; an INT8 variant is
+calibrated on the photos of its model's category folder. It then writes
+``engine/models/manifest.json``: each file's sha256, a training summary and the evaluation figures
+stored in ``trainer/checkpoints/eval/<category>-{noboost,boost}.json``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.models import MANIFEST, MODELS_DIR
+from engine.models import MANIFEST, MODELS_DIR, file_sha256
 from export.onnx import export_onnx
 from trainer.checkpoint import load_checkpoint
 
@@ -38,7 +41,35 @@ def _figures(category: str) -> dict:
     return figures
 
 
-def ship(checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR) -> dict:
+def _variants(name: str, fp32: Path, models_dir: Path, calib_dir: Path) -> list[dict]:
+    from benchmarks.harness import SAMPLES
+    from calibration.dataset import build_set
+    from export.precision import compare, convert_fp16, convert_int8
+
+    photos = sorted(SAMPLES.glob("*.jpg"))
+    fp16 = convert_fp16(fp32, models_dir / f"{name}-fp16.onnx")
+    category_dir = calib_dir / name.removeprefix("seed-")  # calibrate on the model's own photos
+    calib = build_set(category_dir if category_dir.is_dir() else calib_dir, count=64)
+    int8 = convert_int8(
+        fp32, models_dir / f"{name}-int8.onnx", calib, ROOT / ".calibration-cache", "percentile"
+    )
+    made = []
+    for precision, path in (("fp16", fp16), ("int8", int8)):
+        entry = {
+            "name": path.stem, "base": name, "precision": precision, "file": path.name,
+            "sha256": file_sha256(path),
+            "accuracy_vs_fp32": compare(path, fp32, photos).to_dict(),
+        }  # fmt: skip
+        if precision == "int8":
+            entry["calibration"] = {"method": "percentile 99.9", "photos": len(calib),
+                                    "set_sha256": calib.sha256}  # fmt: skip
+        made.append(entry)
+    return made
+
+
+def ship(
+    checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR, calib_dir: Path | None = None
+) -> dict:
     models = []
     for path in sorted(checkpoints.glob("seed-*.safetensors")):
         ckpt = load_checkpoint(path)
@@ -69,10 +100,19 @@ def ship(checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR) -> dict
             f"{name}: {report.path} sha256 {report.sha256[:12]}"
             f" parity {report.parity_max_abs_ab:.1e}"
         )
+        if calib_dir is not None:
+            for variant in _variants(name, report.path, models_dir, calib_dir):
+                variant["category"] = config["category"]
+                models.append(variant)
+                print(f"  {variant['name']}: {variant['accuracy_vs_fp32']}")
     manifest = {"default": DEFAULT_MODEL, "models": models}
     (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 if __name__ == "__main__":
-    ship()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calib", type=Path, help="photos to calibrate INT8 on (training set)")
+    ship(calib_dir=parser.parse_args().calib)

@@ -97,8 +97,10 @@ def test_missed_bound_exits_1_and_says_which(tmp_path):
 
 
 def test_unavailable_combinations_are_usage_errors():
-    result = runner.invoke(app, ["benchmark", "--precision", "int8", *FAST])
-    assert result.exit_code == 2 and "ships FP32 models only" in result.output
+    result = runner.invoke(app, ["benchmark", "--precision", "int4", *FAST])
+    assert result.exit_code == 2 and "unknown precision 'int4'" in result.output
+    result = runner.invoke(app, ["benchmark", "-m", "mine.onnx", *FAST])
+    assert result.exit_code == 2 and "no such model file" in result.output
     result = runner.invoke(app, ["benchmark", "--backend", "trt", *FAST])
     assert result.exit_code == 2 and "not part of this release" in result.output
     result = runner.invoke(app, ["benchmark", "--mode", "fast", *FAST])

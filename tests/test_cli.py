@@ -86,3 +86,18 @@ def test_engine_info_json():
     assert result.exit_code == 0
     facts = json.loads(result.stdout)
     assert facts["engine"] and "CPUExecutionProvider" in facts["onnxruntime_providers"]
+
+
+def test_eval_of_an_onnx_model_matches_its_checkpoint(tmp_path):
+    results = {}
+    for name, path in (
+        ("ckpt", CHECKPOINTS / "seed-landscape.safetensors"),
+        ("onnx", Path(__file__).parents[1] / "engine" / "models" / "seed-landscape.onnx"),
+    ):
+        out = tmp_path / f"{name}.json"
+        args = ["eval", str(path), str(PHOTOS), "--split", "all", "-c", "landscape"]
+        result = runner.invoke(trainer_app, [*args, "--long-side", "96", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        results[name] = json.loads(out.read_text())["summary"]["all"]["model"]
+    for metric in ("psnr", "auc"):
+        assert results["onnx"][metric] == pytest.approx(results["ckpt"][metric], abs=0.02)

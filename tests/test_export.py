@@ -68,13 +68,29 @@ def test_shipped_models_are_the_committed_checkpoints(exported):
 
 def test_manifest_lists_verified_models_with_figures():
     shipped = models.shipped_models()
-    assert {m.name for m in shipped} == {"seed-general", "seed-landscape", "seed-people"}
+    bases = {"seed-general", "seed-landscape", "seed-people"}
+    variants = {f"{b}-{p}" for b in bases for p in ("fp16", "int8")}
+    assert {m.name for m in shipped} == bases | variants
     assert models.default_model_name() == "seed-general"
     for info in shipped:
         models.verify(models.resolve_model(info.name))
-        figures = info.summary["evaluation"]["no boost"]
-        assert figures["model"]["psnr"] > figures["gray"]["psnr"]
-        assert figures["model"]["auc"] > figures["gray"]["auc"]
+        if info.name in bases:
+            figures = info.summary["evaluation"]["no boost"]
+            assert figures["model"]["psnr"] > figures["gray"]["psnr"]
+            assert figures["model"]["auc"] > figures["gray"]["auc"]
+        else:
+            assert (
+                info.summary["base"] in bases and info.summary["accuracy_vs_fp32"]["psnr_vs_fp32"]
+            )
+
+
+def test_precision_variants_resolve_from_their_base():
+    assert models.resolve_model("people", "int8").name == "seed-people-int8"
+    assert models.resolve_model(None, "fp16").name == "seed-general-fp16"
+    assert models.resolve_model("seed-landscape-int8").name == "seed-landscape-int8"
+    assert Colorizer("landscape", precision="int8").describe()["precision"] == "int8"
+    with pytest.raises(models.ModelError, match="unknown precision 'fp8'"):
+        models.resolve_model(None, "fp8")
 
 
 def test_model_resolution_by_name_category_and_path(tmp_path):

@@ -171,3 +171,12 @@ def test_size_and_boost_options(tmp_path):
     assert chroma_strong > 1.5 * chroma_plain
     with pytest.raises(ValueError, match="divisible by 4"):
         Colorizer(size=130)
+
+
+def test_int8_variant_colorizes_with_the_same_luminance(archive, tmp_path):
+    int8 = Colorizer(precision="int8")
+    summary = run(int8, [archive / "box1"], RunOptions(tmp_path / "out", fmt="png"))
+    assert summary.done == 2
+    source = cv2.imread(str(archive / "box1" / "one.jpg"), cv2.IMREAD_UNCHANGED)
+    result = cv2.imread(str(tmp_path / "out" / "one.png"))
+    assert (np.abs(color.luminance(result) - color.luminance(source)) * 2.55).mean() <= 0.5

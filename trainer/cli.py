@@ -171,7 +171,12 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to evaluate.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="Checkpoint (.safetensors) or exported model (.onnx, any precision) to evaluate."
+        ),
+    ],
     data: Annotated[
         Path, typer.Argument(help="Folder of colour photos (same layout as for training).")
     ],
@@ -210,29 +215,24 @@ def eval_command(
         ),
     ] = None,
 ) -> None:
-    """Score a checkpoint against the gray baseline: PSNR, SSIM, colourfulness, ΔCF, AuC."""
-    from trainer.checkpoint import load_checkpoint
+    """Score a checkpoint (or an exported .onnx model) against the gray baseline: PSNR, SSIM, CF, ΔCF, AuC."""
     from trainer.data import scan_folder, select
     from trainer.evaluate import evaluate
-    from trainer.train import pick_device
 
     if split not in ("val", "train", "all"):
         fail(f"--split {split!r}: use val, train or all")
     try:
-        ckpt = load_checkpoint(checkpoint)
+        model = _load_for_eval(checkpoint, device)
         photos = scan_folder(data)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
-    training = ckpt.config.get("training", {})
-    fraction = val_fraction if val_fraction is not None else training.get("val_fraction", 0.1)
+    fraction = val_fraction if val_fraction is not None else model["val_fraction"]
     chosen = select(photos, None if split == "all" else split, fraction, category or None)
     if not chosen:
         fail(f"{data}: no photos in split {split!r}")
-    boost_factors = parse_boost(boost) or ckpt.boost
     report = evaluate(
-        ckpt.build_model(), chosen, ckpt.normalization, boost_factors,
-        input_size=input_size or ckpt.config.get("input_size", 256), long_side=long_side,
-        batch_size=batch_size, device=pick_device(device),
+        model["predict"], chosen, model["norm"], parse_boost(boost) or model["boost"],
+        input_size=input_size or model["input_size"], long_side=long_side, batch_size=batch_size,
     )  # fmt: skip
     report.settings.update(
         {"checkpoint": str(checkpoint), "data": str(data), "split": split, "val_fraction": fraction}
@@ -325,6 +325,32 @@ def fetch_data_command(
     )
     if report.failed:
         raise typer.Exit(1)
+
+
+def _load_for_eval(path: Path, device: str) -> dict:
+    """A predictor with its normalisation, boost, input size and split, from a checkpoint
+    (PyTorch) or an ONNX model (ONNX Runtime, as the engine runs it)."""
+    if path.suffix.lower() == ".onnx":
+        from engine.colorizer import Colorizer
+
+        colorizer = Colorizer(str(path))
+        config = colorizer.config
+        training = config.raw.get("training", {})
+        return {
+            "predict": colorizer.infer, "norm": config.normalization, "boost": config.boost,
+            "input_size": config.input_size, "val_fraction": training.get("val_fraction", 0.15),
+        }  # fmt: skip
+    from trainer.checkpoint import load_checkpoint
+    from trainer.evaluate import torch_predictor
+    from trainer.train import pick_device
+
+    ckpt = load_checkpoint(path)
+    return {
+        "predict": torch_predictor(ckpt.build_model(), pick_device(device)),
+        "norm": ckpt.normalization, "boost": ckpt.boost,
+        "input_size": ckpt.config.get("input_size", 256),
+        "val_fraction": ckpt.config.get("training", {}).get("val_fraction", 0.15),
+    }  # fmt: skip
 
 
 def _print_report(summary: dict, settings: dict) -> None:

@@ -9,7 +9,7 @@ the model and for the gray baseline (ab = 0), per category and overall.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,20 +106,33 @@ def load_eval_image(path: Path, long_side: int) -> np.ndarray | None:
     return image
 
 
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""Normalised L batch ``N×1×s×s`` → normalised ab ``N×2×s×s`` (a model on some runtime)."""
+
+
+def torch_predictor(model: torch.nn.Module, device: torch.device | None = None) -> Predictor:
+    """A predictor running a PyTorch model (eval mode, no gradients)."""
+    device = device or torch.device("cpu")
+    model = model.to(device).eval()
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return predict
+
+
 def evaluate(
-    model: torch.nn.Module,
+    predict: Predictor,
     photos: Sequence,
     norm: Normalization,
     boost: tuple[float, float],
     input_size: int = 256,
     long_side: int = 512,
     batch_size: int = 8,
-    device: torch.device | None = None,
     gray_threshold: float = 1.8,
 ) -> EvalReport:
-    """Score ``model`` on ``photos`` (``trainer.data.Photo`` items), skipping grayscale ones."""
-    device = device or torch.device("cpu")
-    model = model.to(device).eval()
+    """Score ``predict`` on ``photos`` (``trainer.data.Photo`` items), skipping grayscale ones."""
     report = EvalReport()
     started = time.perf_counter()
     for start in range(0, len(photos), batch_size):
@@ -135,8 +148,7 @@ def evaluate(
         if not chunk:
             continue
         batch = np.stack([model_input(L, input_size, norm) for _, _, L in chunk])
-        with torch.no_grad():
-            pred = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+        pred = np.asarray(predict(batch), np.float32)
         for (photo, truth, L), ab in zip(chunk, pred, strict=True):
             report.rows.append(
                 {

@@ -86,15 +86,41 @@ def default_model_name() -> str | None:
     return _manifest().get("default")
 
 
-def resolve_model(spec: str | Path | None = None) -> ModelSpec:
-    """``None`` → the default model; a shipped name; a category (its default model); a path."""
-    models = shipped_models()
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def resolve_model(spec: str | Path | None = None, precision: str = "fp32") -> ModelSpec:
+    """``None`` → the default model; a shipped name; a category (its default model); a path.
+
+    With ``precision`` other than fp32, a shipped model resolves to its variant of that precision
+    (manifest ``base`` + ``precision``); a path is taken as it is.
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    base = _resolve_base(spec)
+    if precision == "fp32" or base.sha256 is None:
+        return base
+    for info in shipped_models():
+        if info.summary.get("base") == base.name and info.summary.get("precision") == precision:
+            return ModelSpec(info.path, info.name, info.sha256)
+    raise ModelError(
+        f"no {precision} variant of {base.name} is shipped; make one with `engine export "
+        f"{precision} MODEL.onnx` and pass it with --model"
+    )
+
+
+def _resolve_base(spec: str | Path | None) -> ModelSpec:
+    models = [m for m in shipped_models() if m.summary.get("precision", "fp32") == "fp32"]
     text = str(spec) if spec is not None else default_model_name()
     if text is None:
         raise ModelError("no shipped models found; pass --model PATH.onnx")
     by_name = {m.name: m for m in models}
     if text in by_name:
         info = by_name[text]
+        return ModelSpec(info.path, info.name, info.sha256)
+    variants = {m.name: m for m in shipped_models()}
+    if text in variants:  # a variant named directly
+        info = variants[text]
         return ModelSpec(info.path, info.name, info.sha256)
     category = [m for m in models if m.category == text]
     if category:
