@@ -2,8 +2,8 @@
 
 Two flavours, because the two runtimes want different integers:
 
-* ``trt`` — symmetric int8 activations and weights, zero point 0 (what TensorRT's explicit
-  quantization requires);
+* ``trt`` — symmetric int8 activations and weights, zero point 0, float biases (what TensorRT's
+  explicit quantization accepts);
 * ``cpu`` — uint8 activations with a zero point and symmetric int8 per-channel weights (what
   ONNX Runtime's x86 VNNI kernels run fast: ORT fuses these Q/DQ pairs into QLinearConv; with
   symmetric int8 activations it does not, and the graph runs slower than FP32).
@@ -108,6 +108,8 @@ def quantize_int8(
             "ActivationSymmetric": symmetric,
             "WeightSymmetric": True,
             "CalibPercentile": percentile,
+            # TensorRT refuses DequantizeLinear of an int32 (quantized) bias: keep biases float.
+            "QuantizeBias": not symmetric,
         },
         calibration_cache_path=str(cache),
     )

@@ -491,6 +491,48 @@ def export_int8_command(
     _convert_and_compare(model, out, convert)
 
 
+@export_app.command("trt")
+def export_trt_command(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="ONNX model: FP32, FP16 (`engine export fp16`) or INT8 with --flavour trt."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Plan file. Default: the engine cache (~/.cache/colorization-engine/trt), keyed by model, runtime, GPU, precision and profile.",
+        ),
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="tensorrt or tensorrt-rtx. Default: whichever is installed.")
+    ] = None,
+    batch: Annotated[
+        int, typer.Option(min=1, help="Batch size the profile is tuned for (opt).")
+    ] = 8,
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest batch the engine accepts.")] = 32,
+    size: Annotated[
+        int, typer.Option(min=4, help="Input size in pixels (square, divisible by 4).")
+    ] = 256,
+    workspace_mb: Annotated[
+        int, typer.Option(min=16, help="Builder workspace memory limit in MB.")
+    ] = 1024,
+) -> None:
+    """Build (or find in the cache) a TensorRT engine; no GPU is needed with tensorrt-rtx."""
+    from export.tensorrt import BuildOptions, TensorRTError, build_engine
+
+    try:
+        report = build_engine(
+            model, out, runtime, BuildOptions(batch, max_batch, size, workspace_mb)
+        )
+    except TensorRTError as exc:
+        fail(str(exc))
+    console.print(report.message, highlight=False, soft_wrap=True)
+
+
 def _precision():
     try:
         from export import precision
