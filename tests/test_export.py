@@ -156,3 +156,36 @@ def test_export_command(tmp_path):
     assert out.is_file() and "parity with PyTorch" in result.output
     bad = runner.invoke(app, ["export", "onnx", str(tmp_path / "nope.safetensors")])
     assert bad.exit_code == 2 and "no such checkpoint" in bad.output
+
+
+def test_torch_backend_matches_ort_on_the_cpu():
+    torch_colorizer = Colorizer("people", backend="torch")
+    ort_colorizer = Colorizer("people")
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 1, 64, 96)).astype(np.float32)
+    delta = np.abs(torch_colorizer.infer(x) - ort_colorizer.infer(x)) * 128
+    assert delta.max() < 1e-2
+    assert torch_colorizer.describe()["checkpoint"].endswith("seed-people.safetensors")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        Colorizer("people", backend="torch", precision="fp16")
+    with pytest.raises(ValueError, match="fp32 or fp16 models, not int8"):
+        Colorizer("people", backend="torch", precision="int8")
+
+
+def test_torch_backend_needs_the_source_checkpoint(tmp_path):
+    from engine.backends.torch import find_checkpoint
+
+    assert (
+        find_checkpoint(models.resolve_model("landscape").path).name == "seed-landscape.safetensors"
+    )
+    exported = tmp_path / "m.onnx"
+    from export.onnx import export_onnx
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
+
+    other = tmp_path / "ck.safetensors"
+    ckpt = load_checkpoint(CHECKPOINTS / "seed-people.safetensors")
+    ckpt.config = {**ckpt.config, "category": "mine"}  # same weights, a checkpoint not shipped
+    save_checkpoint(other, ckpt)
+    export_onnx(other, exported)
+    with pytest.raises(ValueError, match="is not installed"):
+        find_checkpoint(exported)
+    assert find_checkpoint(exported, [tmp_path]) == other

@@ -32,10 +32,12 @@ class Backend(Protocol):
         ...
 
 
-_IMPLEMENTATIONS = {"ort": "engine.backends.ort:OrtBackend"}
+_IMPLEMENTATIONS = {
+    "ort": "engine.backends.ort:OrtBackend",
+    "torch": "engine.backends.torch:TorchBackend",
+}
 _PLANNED = {
-    "trt": "TensorRT engines for RTX GPUs",
-    "torch": "PyTorch eager inference",
+    "trt": "running TensorRT engines (build them with `engine export trt`)",
 }
 AUTO_ORDER = ("ort",)
 """Preference of ``--backend auto``, best first; later releases put ``trt`` ahead."""

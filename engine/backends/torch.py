@@ -1,0 +1,110 @@
+"""PyTorch backend: the model's source checkpoint on PyTorch — the GPU reference.
+
+It runs channels-last, FP32 or — on CUDA — FP16 autocast; the precision is the model's own
+(``--precision fp16`` resolves the FP16 variant, whose source checkpoint is the same), and a
+CPU runs FP32 only. The weights come from the safetensors checkpoint the
+ONNX model was exported from: its sha256 is in the model's metadata, and the checkpoint is looked
+up among the trainer's shipped checkpoints (and ``checkpoint_dirs``). torch and the trainer are
+imported here only, so the engine itself never needs them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from engine.models import METADATA_KEY, file_sha256
+
+
+class TorchBackend:
+    name = "torch"
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        try:
+            import torch  # noqa: F401
+
+            import trainer.checkpoint  # noqa: F401
+        except ImportError:
+            return "needs PyTorch and the trainer: pip install 'colorization-engine[train]'"
+        return None
+
+    def __init__(
+        self,
+        model_path: str,
+        threads: int | None = None,
+        device: str | None = None,
+        precision: str | None = None,
+        checkpoint_dirs: list[Path] | None = None,
+    ) -> None:
+        import torch
+
+        from trainer.checkpoint import load_checkpoint
+
+        checkpoint = find_checkpoint(Path(model_path), checkpoint_dirs)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        self.precision = precision or _model_precision(Path(model_path))
+        if self.precision not in ("fp32", "fp16"):
+            raise ValueError(f"the torch backend runs fp32 or fp16 models, not {self.precision}")
+        if self.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("torch fp16 needs a CUDA GPU; on a CPU use fp32")
+        model = load_checkpoint(checkpoint).build_model()
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.checkpoint = checkpoint
+        self._torch = torch
+
+    def run(self, L: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(L, np.float32))
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, torch.float16, enabled=self.precision == "fp16"),
+        ):
+            out = self.model(x)
+        return out.float().cpu().numpy()
+
+    def describe(self) -> dict:
+        torch = self._torch
+        return {
+            "backend": self.name,
+            "runtime": f"torch {torch.__version__}",
+            "device": str(self.device),
+            "precision": self.precision,
+            "checkpoint": str(self.checkpoint),
+        }
+
+
+def _model_precision(model: Path) -> str:
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False)
+    config = json.loads({p.key: p.value for p in graph.metadata_props}.get(METADATA_KEY, "{}"))
+    return config.get("precision", "fp32")
+
+
+def find_checkpoint(model: Path, extra_dirs: list[Path] | None = None) -> Path:
+    """The safetensors checkpoint an ONNX model was exported from (matched by sha256)."""
+    import onnx
+
+    import trainer
+
+    graph = onnx.load(str(model), load_external_data=False)
+    config = json.loads({p.key: p.value for p in graph.metadata_props}.get(METADATA_KEY, "{}"))
+    source = config.get("source_checkpoint") or {}
+    wanted = source.get("sha256")
+    if not wanted:
+        raise ValueError(f"{model}: its metadata names no source checkpoint")
+    dirs = [*(extra_dirs or []), Path(trainer.__file__).parent / "checkpoints"]
+    for directory in dirs:
+        for path in sorted(Path(directory).glob("*.safetensors")):
+            if file_sha256(path) == wanted:
+                return path
+    raise ValueError(
+        f"{model}: its source checkpoint {source.get('file')} (sha256 {wanted[:12]}…) is not "
+        "installed; the torch backend needs it"
+    )
