@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -407,15 +408,10 @@ def export_onnx_command(
     ] = Path("model.onnx"),
 ) -> None:
     """Export a checkpoint to ONNX (opset 17, BN folded, dynamic axes) and check parity with PyTorch."""
+    onnx_export = _export_module("onnx")
     try:
-        from export.onnx import ExportError, export_onnx
-    except ImportError as exc:
-        fail(
-            f"export needs the training extra ({exc.name} missing): pip install 'colorization-engine[train]'"
-        )
-    try:
-        report = export_onnx(checkpoint, out)
-    except (ExportError, ValueError, FileNotFoundError) as exc:
+        report = onnx_export.export_onnx(checkpoint, out)
+    except (onnx_export.ExportError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     console.print(
         f"wrote {report.path} (sha256 {report.sha256[:16]}…); parity with PyTorch on "
@@ -533,14 +529,18 @@ def export_trt_command(
     console.print(report.message, highlight=False, soft_wrap=True)
 
 
-def _precision():
+def _export_module(name: str):
+    """``export.<name>``, or a one-line error naming the extra to install."""
     try:
-        from export import precision
+        return importlib.import_module(f"export.{name}")
     except ImportError as exc:
         fail(
-            f"precision export needs the train extra ({exc.name} missing): pip install 'colorization-engine[train]'"
+            f"export needs the train extra ({exc.name} missing): pip install 'colorization-engine[train]'"
         )
-    return precision
+
+
+def _precision():
+    return _export_module("precision")
 
 
 def _model_size(model: Path) -> int:

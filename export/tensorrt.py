@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -202,7 +202,3 @@ def build_engine(
     seconds = time.perf_counter() - started
     message = f"built {plan} in {seconds:.1f}s ({reason})"
     return BuildReport(plan, key, False, seconds, message)
-
-
-def describe(report: BuildReport) -> dict:
-    return {**asdict(report), "plan": str(report.plan)}
