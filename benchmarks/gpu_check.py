@@ -7,8 +7,8 @@ On whatever device torch sees (a CUDA GPU, else the CPU, so the script itself is
 2. images/s and p50/p99 per batch size through the torch backend (host → device → host
    included), plus the split of host→device, compute and device→host time from CUDA events;
 3. peak device memory from NVML while measuring;
-4. TensorRT: whether a runtime imports, and if so an FP16 engine build from the shipped model
-   (running it needs the TensorRT backend, which is not part of this release).
+4. TensorRT: whether a runtime imports, an FP16 engine build from the shipped model, and where
+   the trt backend can run (NVIDIA GPU + TensorRT + cuda-python) its parity and images/s.
 
 It prints a short table last and writes JSON (``--json``, default ``$OUT/gpu_check.json`` when
 ``OUT`` is set, else ``gpu_check.json``).
@@ -99,7 +99,7 @@ def check(batches: list[int], min_seconds: float) -> dict:
                     "split_ms": _split_ms(colorizer.backend, x),
                 }
             )
-    report["tensorrt"] = _tensorrt()
+    report["tensorrt"] = _tensorrt(reference, probe)
     return report
 
 
@@ -112,7 +112,9 @@ def _cuda() -> bool:
         return False
 
 
-def _tensorrt() -> dict:
+def _tensorrt(reference: Colorizer, probe: np.ndarray) -> dict:
+    """TensorRT: the runtime found, an FP16 build, and — where it can run — parity and images/s."""
+    from engine.backends import BackendError
     from engine.models import resolve_model
     from export.tensorrt import BuildOptions, TensorRTError, build_engine, load_runtime
 
@@ -120,12 +122,25 @@ def _tensorrt() -> dict:
         name, module = load_runtime()
     except TensorRTError as exc:
         return {"available": False, "reason": str(exc)}
+    result: dict = {"available": True, "runtime": f"{name} {module.__version__}"}
     try:
-        report = build_engine(resolve_model(None, "fp16").path, None, name, BuildOptions())
-        return {"available": True, "runtime": f"{name} {module.__version__}",
-                "fp16_build": report.message}  # fmt: skip
-    except TensorRTError as exc:
-        return {"available": True, "runtime": f"{name} {module.__version__}", "error": str(exc)}
+        result["fp16_build"] = build_engine(
+            resolve_model(None, "fp16").path, None, name, BuildOptions()
+        ).message
+        colorizer = Colorizer(backend="trt", precision="fp16")
+    except (TensorRTError, BackendError) as exc:
+        result["error"] = str(exc)
+        return result
+    expected = reference.infer(probe)
+    delta = np.abs(colorizer.infer(probe) - expected) * reference.config.normalization.ab_scale
+    result["parity_fp16"] = {"max_abs_ab": float(delta.max()), "mean_abs_ab": float(delta.mean())}
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        colorizer.infer(probe)
+        times.append(time.perf_counter() - t0)
+    result["batch8"] = latency_summary(times, len(probe))
+    return result
 
 
 def main() -> None:

@@ -133,10 +133,11 @@ def test_non_model_onnx_and_garbage_are_clear_errors(tmp_path):
 def test_backends_by_name():
     path = str(models.resolve_model(None).path)
     assert create_backend("auto", path).name == "ort"
-    with pytest.raises(BackendError, match="unknown backend 'cuda'; choose one of: auto, ort"):
+    with pytest.raises(BackendError, match="unknown backend 'cuda'; choose one of: auto, ort, trt"):
         create_backend("cuda", path)
-    with pytest.raises(BackendError, match=r"'trt'.*not part of this release"):
-        create_backend("trt", path)
+    with pytest.raises(BackendError, match=r"backend 'trt' cannot run here: ") as info:
+        create_backend("trt", path)  # this machine has no NVIDIA GPU
+    assert "\n" not in str(info.value)
 
 
 def test_models_command_json():

@@ -180,3 +180,10 @@ def test_int8_variant_colorizes_with_the_same_luminance(archive, tmp_path):
     source = cv2.imread(str(archive / "box1" / "one.jpg"), cv2.IMREAD_UNCHANGED)
     result = cv2.imread(str(tmp_path / "out" / "one.png"))
     assert (np.abs(color.luminance(result) - color.luminance(source)) * 2.55).mean() <= 0.5
+
+
+def test_trt_backend_without_a_gpu_is_one_clear_line(tmp_path):
+    result = runner.invoke(app, ["colorize", str(tmp_path), "-o", str(tmp_path / "o"), "-b", "trt"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "backend 'trt' cannot run here" in lines[0]

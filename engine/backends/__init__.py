@@ -34,13 +34,13 @@ class Backend(Protocol):
 
 _IMPLEMENTATIONS = {
     "ort": "engine.backends.ort:OrtBackend",
+    "trt": "engine.backends.trt:TrtBackend",
     "torch": "engine.backends.torch:TorchBackend",
 }
-_PLANNED = {
-    "trt": "running TensorRT engines (build them with `engine export trt`)",
-}
-AUTO_ORDER = ("ort",)
-"""Preference of ``--backend auto``, best first; later releases put ``trt`` ahead."""
+_PLANNED: dict[str, str] = {}
+"""Backends named but not implemented yet (none today); asking for one says so."""
+AUTO_ORDER = ("trt", "ort")
+"""Preference of ``--backend auto``, best first: TensorRT where a GPU and TensorRT meet."""
 
 
 def backend_names() -> list[str]:

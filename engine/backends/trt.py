@@ -1,0 +1,148 @@
+"""TensorRT backend: a cached engine run with the named-tensor API on an NVIDIA GPU.
+
+The plan comes from ``export.tensorrt.build_engine`` (the user cache, keyed by model, runtime, GPU,
+precision and profile; a stale or mismatched plan is rebuilt, one that fails to deserialize is
+rebuilt once). Buffers are pinned host memory and device memory from ``cuda-python`` (no torch);
+two execution contexts, each with its own stream and buffers, take alternate chunks of a batch so
+that one chunk's copies overlap the other's compute.
+
+Not yet run on a GPU in this project (the lent H100/H200 have no TensorRT, and TensorRT for RTX
+does not run on them): the no-GPU, no-driver and no-TensorRT paths are tested; the rest is not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        from cuda import cudart as runtime  # cuda-python < 12.6
+    return runtime
+
+
+def _check(result):
+    """cuda-python calls return (error, values…): raise on error, return the values."""
+    cudart = _cudart()
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise RuntimeError(f"CUDA error {err}")
+    return values[0] if len(values) == 1 else values
+
+
+class _Slot:
+    """One execution context with its stream and its pinned/device buffers for ``max_batch``."""
+
+    def __init__(self, engine, names: tuple[str, str], max_batch: int, size: int) -> None:
+        cudart = _cudart()
+        self.context = engine.create_execution_context()
+        self.stream = _check(cudart.cudaStreamCreate())
+        self.names = names
+        self.shapes = ((max_batch, 1, size, size), (max_batch, 2, size, size))
+        self.host, self.device = [], []
+        for shape in self.shapes:
+            nbytes = int(np.prod(shape)) * 4
+            pointer = _check(cudart.cudaMallocHost(nbytes))
+            array = np.ctypeslib.as_array(
+                ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape
+            )
+            self.host.append(array)
+            self.device.append(_check(cudart.cudaMalloc(nbytes)))
+
+    def submit(self, chunk: np.ndarray) -> None:
+        cudart = _cudart()
+        n = len(chunk)
+        self.n = n
+        self.host[0][:n] = chunk
+        in_bytes, out_bytes = chunk.nbytes, n * int(np.prod(self.shapes[1][1:])) * 4
+        kind = cudart.cudaMemcpyKind
+        _check(cudart.cudaMemcpyAsync(self.device[0], self.host[0].ctypes.data, in_bytes,
+                                      kind.cudaMemcpyHostToDevice, self.stream))  # fmt: skip
+        self.context.set_input_shape(self.names[0], chunk.shape)
+        self.context.set_tensor_address(self.names[0], self.device[0])
+        self.context.set_tensor_address(self.names[1], self.device[1])
+        if not self.context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        _check(cudart.cudaMemcpyAsync(self.host[1].ctypes.data, self.device[1], out_bytes,
+                                      kind.cudaMemcpyDeviceToHost, self.stream))  # fmt: skip
+
+    def collect(self) -> np.ndarray:
+        _check(_cudart().cudaStreamSynchronize(self.stream))
+        return self.host[1][: self.n].copy()
+
+
+class TrtBackend:
+    name = "trt"
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        from export.tensorrt import TensorRTError, load_runtime
+
+        try:
+            load_runtime()
+        except TensorRTError as exc:
+            return str(exc)
+        try:
+            cudart = _cudart()
+        except ImportError:
+            return "cuda-python is not installed: pip install 'colorization-engine[trt]'"
+        try:
+            count = _check(cudart.cudaGetDeviceCount())
+        except RuntimeError as exc:
+            return f"no NVIDIA GPU or driver is usable here ({exc})"
+        if not count:
+            return "no NVIDIA GPU found"
+        return None
+
+    def __init__(
+        self, model_path: str, threads: int | None = None, batch: int = 8, max_batch: int = 32
+    ) -> None:
+        from engine.colorizer import read_model_config
+        from export.tensorrt import BuildOptions, build_engine, load_runtime
+
+        size = read_model_config(Path(model_path)).input_size
+        self.runtime_name, module = load_runtime()
+        options = BuildOptions(batch=batch, max_batch=max_batch, size=size)
+        report = build_engine(model_path, None, self.runtime_name, options)
+        runtime = module.Runtime(module.Logger(module.Logger.ERROR))
+        engine = runtime.deserialize_cuda_engine(report.plan.read_bytes())
+        if engine is None:  # corrupt or stale in a way the key did not catch: rebuild once
+            report.plan.unlink()
+            report = build_engine(model_path, None, self.runtime_name, options)
+            engine = runtime.deserialize_cuda_engine(report.plan.read_bytes())
+        if engine is None:
+            raise RuntimeError(f"{report.plan}: TensorRT cannot load the engine it just built")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == module.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        self.engine, self.plan, self.max_batch, self.size = engine, report.plan, max_batch, size
+        self.slots = [_Slot(engine, (inputs[0], outputs[0]), max_batch, size) for _ in range(2)]
+        self.version = module.__version__
+
+    def run(self, L: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(L, np.float32)
+        if batch.shape[2:] != (self.size, self.size):
+            raise ValueError(f"the engine takes {self.size}² inputs, got {batch.shape[2:]}")
+        results, pending = [], None
+        for i, start in enumerate(range(0, len(batch), self.max_batch)):
+            slot = self.slots[i % 2]
+            slot.submit(batch[start : start + self.max_batch])
+            if pending is not None:
+                results.append(pending.collect())
+            pending = slot
+        if pending is not None:
+            results.append(pending.collect())
+        return np.concatenate(results)
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.name,
+            "runtime": f"{self.runtime_name} {self.version}",
+            "plan": str(self.plan),
+            "max_batch": self.max_batch,
+        }
