@@ -593,8 +593,10 @@ def info_command(
     try:
         import onnxruntime
 
+        from engine.backends.ort import working_providers
+
         facts["onnxruntime"] = onnxruntime.__version__
-        facts["onnxruntime_providers"] = onnxruntime.get_available_providers()
+        facts["onnxruntime_providers"] = working_providers()
     except ImportError:
         facts["onnxruntime"] = None
     facts["backends"] = {name: reason or "available" for name, reason in availability().items()}

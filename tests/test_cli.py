@@ -85,7 +85,8 @@ def test_engine_info_json():
     result = runner.invoke(engine_app, ["info", "--json"])
     assert result.exit_code == 0
     facts = json.loads(result.stdout)
-    assert facts["engine"] and "CPUExecutionProvider" in facts["onnxruntime_providers"]
+    assert facts["engine"] and facts["onnxruntime_providers"]["CPUExecutionProvider"] == "works"
+    assert set(facts["backends"]) == {"ort", "trt", "torch"}
 
 
 def test_eval_of_an_onnx_model_matches_its_checkpoint(tmp_path):

@@ -190,3 +190,19 @@ def test_torch_backend_needs_the_source_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="is not installed"):
         find_checkpoint(exported)
     assert find_checkpoint(exported, [tmp_path]) == other
+
+
+def test_gpu_providers_are_asked_for_first_with_caches(tmp_path):
+    from engine.backends.ort import select_providers
+
+    assert select_providers(["CPUExecutionProvider"], tmp_path) == ["CPUExecutionProvider"]
+    chosen = select_providers(
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], tmp_path
+    )
+    assert [c[0] if isinstance(c, tuple) else c for c in chosen] == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",
+    ]  # fmt: skip
+    trt_options = chosen[0][1]
+    assert trt_options["trt_engine_cache_enable"] and trt_options["trt_engine_cache_path"] == str(
+        tmp_path
+    )
