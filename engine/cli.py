@@ -544,7 +544,7 @@ def _precision():
 
 
 def _model_size(model: Path) -> int:
-    from engine.colorizer import read_model_config
+    from engine.models import read_model_config
 
     return read_model_config(model).input_size
 

@@ -10,20 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from engine.backends import create_backend
 from engine.color import colorize_output, luminance, model_input
-from engine.models import ModelConfig, ModelError, ModelSpec, parse_config, resolve_model, verify
-
-
-def read_model_config(path: Path) -> ModelConfig:
-    """The engine config stored in an ONNX model's metadata."""
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others for bad files
-        raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-    return parse_config({p.key: p.value for p in model.metadata_props}, str(path))
+from engine.models import (
+    ModelSpec,
+    read_model_config,
+    resolve_model,
+    verify,
+)
 
 
 class Colorizer:

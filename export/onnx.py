@@ -8,7 +8,6 @@ A failed check raises :class:`ExportError` and leaves no file behind.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from engine.color import denormalize_ab, luminance, model_input
-from engine.models import METADATA_KEY, file_sha256
+from engine.models import file_sha256, set_metadata_config
 from trainer.checkpoint import Checkpoint, load_checkpoint
 from trainer.model import ConvBlock, ResBlock, UNet
 
@@ -121,9 +120,7 @@ def export_onnx(
             _torch_export(model, tmp, size, opset)
         graph = onnx.load(str(tmp))
         graph.doc_string = "U-Net colorizer: normalised L (N×1×H×W) → normalised ab (N×2×H×W)"
-        del graph.metadata_props[:]
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(config)
+        set_metadata_config(graph, config)
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(tmp))
 

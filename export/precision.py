@@ -7,7 +7,6 @@ source model's metadata plus ``precision`` (and the calibration record for INT8)
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,23 +18,12 @@ import onnx
 from calibration.dataset import CalibrationSet
 from calibration.quantize import quantize_int8
 from engine.colorizer import Colorizer
-from engine.models import METADATA_KEY, file_sha256
+from engine.models import file_sha256, metadata_config, set_metadata_config
 from trainer.metrics import psnr
 
 FP32_RULE = ("Tanh",)
 """Op types kept in float32 in FP16 graphs, with the Conv that feeds the output: the head maps
 wide pre-activations through tanh, where float16's 11-bit mantissa costs the most in ab."""
-
-
-def _metadata(model: onnx.ModelProto) -> dict:
-    props = {p.key: p.value for p in model.metadata_props}
-    return json.loads(props.get(METADATA_KEY, "{}"))
-
-
-def _set_metadata(model: onnx.ModelProto, config: dict) -> None:
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(config)
 
 
 def _head_nodes(model: onnx.ModelProto) -> list[str]:
@@ -75,7 +63,7 @@ def convert_fp16(model_path: Path | str, out: Path | str) -> Path:
     from onnxconverter_common import float16
 
     model = onnx.load(str(model_path))
-    config = _metadata(model)
+    config = metadata_config(model)
     with warnings.catch_warnings():  # tiny weights truncated to fp16's range: expected
         warnings.simplefilter("ignore", UserWarning)
         half = float16.convert_float_to_float16(
@@ -83,7 +71,7 @@ def convert_fp16(model_path: Path | str, out: Path | str) -> Path:
             node_block_list=_head_nodes(model),
         )  # fmt: skip
     _float32_outputs(half)
-    _set_metadata(half, {**config, "precision": "fp16", "fp32_rule": list(FP32_RULE)})
+    set_metadata_config(half, {**config, "precision": "fp16", "fp32_rule": list(FP32_RULE)})
     onnx.checker.check_model(half)
     out = Path(out)
     onnx.save(half, str(out))
@@ -104,8 +92,8 @@ def convert_int8(
         model_path, out, calib, cache_dir, method, flavour, percentile=percentile
     )
     model = onnx.load(str(report.path))
-    config = _metadata(onnx.load(str(model_path)))
-    _set_metadata(
+    config = metadata_config(onnx.load(str(model_path)))
+    set_metadata_config(
         model,
         {
             **config,

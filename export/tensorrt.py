@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-import onnx
-
-from engine.models import METADATA_KEY, file_sha256
+from engine.models import file_sha256, onnx_config
 
 RUNTIMES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 INSTALL_HINT = "pip install 'colorization-engine[trt]' (TensorRT for RTX) or pip install tensorrt"
@@ -91,8 +89,7 @@ def _gpu() -> dict:
 
 def engine_key(model: Path, runtime: str, module: ModuleType, options: BuildOptions) -> dict:
     """Everything a plan depends on; a cached plan is used only when its key is equal."""
-    graph = onnx.load(str(model), load_external_data=False)
-    config = json.loads({p.key: p.value for p in graph.metadata_props}.get(METADATA_KEY, "{}"))
+    config = onnx_config(model)
     return {
         "onnx_sha256": file_sha256(model),
         "runtime": runtime,

@@ -10,12 +10,11 @@ imported here only, so the engine itself never needs them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from engine.models import METADATA_KEY, file_sha256
+from engine.models import file_sha256, onnx_config
 
 
 class TorchBackend:
@@ -80,22 +79,14 @@ class TorchBackend:
 
 
 def _model_precision(model: Path) -> str:
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False)
-    config = json.loads({p.key: p.value for p in graph.metadata_props}.get(METADATA_KEY, "{}"))
-    return config.get("precision", "fp32")
+    return onnx_config(model).get("precision", "fp32")
 
 
 def find_checkpoint(model: Path, extra_dirs: list[Path] | None = None) -> Path:
     """The safetensors checkpoint an ONNX model was exported from (matched by sha256)."""
-    import onnx
-
     import trainer
 
-    graph = onnx.load(str(model), load_external_data=False)
-    config = json.loads({p.key: p.value for p in graph.metadata_props}.get(METADATA_KEY, "{}"))
-    source = config.get("source_checkpoint") or {}
+    source = onnx_config(model).get("source_checkpoint") or {}
     wanted = source.get("sha256")
     if not wanted:
         raise ValueError(f"{model}: its metadata names no source checkpoint")

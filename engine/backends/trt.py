@@ -102,7 +102,7 @@ class TrtBackend:
     def __init__(
         self, model_path: str, threads: int | None = None, batch: int = 8, max_batch: int = 32
     ) -> None:
-        from engine.colorizer import read_model_config
+        from engine.models import read_model_config
         from export.tensorrt import BuildOptions, build_engine, load_runtime
 
         size = read_model_config(Path(model_path)).input_size

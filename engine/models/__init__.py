@@ -157,14 +157,38 @@ def verify(spec: ModelSpec) -> None:
             )
 
 
-def parse_config(metadata: dict[str, str], source: str) -> ModelConfig:
-    """The model config from ONNX metadata (``{"colorization": json}``)."""
-    if METADATA_KEY not in metadata:
+def metadata_config(model) -> dict:
+    """The JSON config stored in a loaded ONNX model's metadata ({} when there is none)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    return json.loads(props.get(METADATA_KEY, "{}"))
+
+
+def set_metadata_config(model, config: dict) -> None:
+    """Replace a loaded ONNX model's metadata with ``config`` (the only entry we write)."""
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(config)
+
+
+def onnx_config(path: Path) -> dict:
+    """The JSON config in the metadata of the ONNX file at ``path`` (weights are not parsed)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and others for bad files
+        raise ModelError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    return metadata_config(model)
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    """What the engine needs from the ONNX model at ``path`` (normalisation, boost, size…)."""
+    raw = onnx_config(path)
+    if not raw:
         raise ModelError(
-            f"{source}: ONNX file has no '{METADATA_KEY}' metadata;"
+            f"{path}: ONNX file has no '{METADATA_KEY}' metadata;"
             " export it with `engine export onnx`"
         )
-    raw = json.loads(metadata[METADATA_KEY])
     a, b = raw.get("boost", (1.0, 1.0))
     return ModelConfig(
         normalization=Normalization.from_dict(raw["normalization"]),
