@@ -74,8 +74,13 @@ def test_int8_trt_flavour_is_symmetric_with_zero_points_zero(tmp_path, calib):
         assert zero_point.dtype == np.int8 and not zero_point.any()
     excluded = set(float_nodes(onnx.load(str(FP32))))
     conv_inputs = {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv"}
-    for name in excluded:  # first conv and head keep float weights
+    assert "/decoders.1/decoders.1.3/Add" in excluded  # what feeds the float head stays float
+    for name in excluded & set(conv_inputs):  # first conv and head keep float weights
         assert inits[conv_inputs[name]].dtype == np.float32
+    head_input = next(n for n in model.graph.node if n.name == "/head/Conv").input[0]
+    assert not [
+        n for n in model.graph.node if n.op_type == "QuantizeLinear" and head_input in n.input
+    ]
     config = _config(out)
     assert config["precision"] == "int8" and config["int8_flavour"] == "trt"
     assert config["calibration"]["set_sha256"] == calib.sha256
