@@ -105,6 +105,12 @@ def colorize_command(
     quality: Annotated[
         int, typer.Option(min=1, max=100, help="JPEG/WebP quality of outputs.")
     ] = 95,
+    skip_color: Annotated[
+        bool,
+        typer.Option(
+            "--skip-color", help="Skip inputs that are already in colour (logged as skipped)."
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -145,7 +151,7 @@ def colorize_command(
         )  # fmt: skip
     except (ModelError, BackendError, ValueError) as exc:
         fail(str(exc))
-    options = RunOptions(output, fmt, overwrite, batch_size, workers, quality)
+    options = RunOptions(output, fmt, overwrite, batch_size, workers, quality, skip_color)
     try:
         planned = plan(inputs, options)
     except FileNotFoundError as exc:

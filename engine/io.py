@@ -40,6 +40,14 @@ class Job:
     relative: Path
 
 
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path itself for a symbolic link loop."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(path).absolute()
+
+
 def _glob_base(pattern: str) -> Path:
     parts = Path(pattern).parts
     base = []
@@ -66,7 +74,7 @@ def discover(inputs: Sequence[str | Path], exclude: Iterable[Path] = ()) -> list
     seen: set[Path] = set()
 
     def add(path: Path, base: Path) -> None:
-        key = path.resolve()
+        key = resolved(path)
         if key in seen or key in excluded:
             return
         seen.add(key)
@@ -77,7 +85,9 @@ def discover(inputs: Sequence[str | Path], exclude: Iterable[Path] = ()) -> list
         path = Path(text)
         if path.is_dir():
             for found in sorted(path.rglob("*")):
-                if is_image_name(found) and found.is_file():
+                # Not only regular files: a folder or a broken link named like an image is
+                # reported with its reason instead of vanishing silently.
+                if is_image_name(found):
                     add(found, path)
         elif path.exists() or path.is_symlink():
             add(path, path)
@@ -101,7 +111,7 @@ def previous_outputs(output_dir: Path) -> set[Path]:
             except json.JSONDecodeError:
                 continue
             if record.get("output"):
-                outputs.add(Path(record["output"]).resolve())
+                outputs.add(resolved(Path(record["output"])))
     return outputs
 
 
@@ -114,7 +124,7 @@ def output_path(job: Job, output_dir: Path, fmt: str | None, inputs: set[Path]) 
     if suffix not in IMAGE_EXTENSIONS or suffix in (".ppm", ".pgm", ".jp2"):
         suffix = ".png"
     target = output_dir / job.relative.with_suffix(suffix)
-    if target.resolve() in inputs:
+    if resolved(target) in inputs:
         target = target.with_name(f"{target.stem}{COLLISION_SUFFIX}{suffix}")
     return target
 
@@ -135,14 +145,41 @@ def _png_has_alpha(head: bytes) -> bool:
     return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 25 and head[25] in (4, 6)
 
 
+def _truncation(data: np.ndarray) -> str | None:
+    """Why JPEG/PNG bytes look cut short (decoders fill the missing part silently), else None."""
+    head, tail = data[:8].tobytes(), data[-1024:].tobytes()
+    if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
 def read_image(path: Path) -> Decoded:
     """Decode an image file (8/16-bit, gray/colour, alpha kept, EXIF orientation applied)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        try:
+            path.stat()
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP
+                raise ImageError("symbolic link loop") from None
+        raise ImageError(f"broken symbolic link (points to {target})")
+    if path.is_dir():
+        raise ImageError("a folder, not an image file")
     try:
         data = np.fromfile(path, dtype=np.uint8)
-    except (IsADirectoryError, PermissionError, FileNotFoundError, OSError) as exc:
+    except OSError as exc:
         raise ImageError(f"cannot read: {exc.strerror or exc}") from None
     if data.size == 0:
         raise ImageError("empty file")
+    truncated = _truncation(data)
+    if truncated:
+        raise ImageError(truncated)
     if _png_has_alpha(data[:32].tobytes()):
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     else:  # ANYCOLOR|ANYDEPTH keeps gray and 16-bit and applies EXIF orientation

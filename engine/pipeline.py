@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.color import bgr_to_lab, is_grayscale
 from engine.io import (
     LOG_PREFIX,
     ImageError,
@@ -28,6 +29,7 @@ from engine.io import (
     output_path,
     previous_outputs,
     read_image,
+    resolved,
     write_atomic,
 )
 from engine.system import available_cores
@@ -45,6 +47,8 @@ class RunOptions:
     workers: int | None = None
     """Decode and encode threads each (default: the number of cores)."""
     quality: int = 95
+    skip_color: bool = False
+    """Skip inputs that already carry colour (archives mix colour files in)."""
 
 
 @dataclass
@@ -141,7 +145,7 @@ def plan(inputs: Sequence[str | Path], options: RunOptions) -> list[tuple[Job, P
     """Jobs with their output paths (earlier runs' outputs in the output folder left out)."""
     output_dir = Path(options.output_dir)
     jobs = discover(inputs, exclude=previous_outputs(output_dir))
-    sources = {job.source.resolve() for job in jobs}
+    sources = {resolved(job.source) for job in jobs}
     return [(job, output_path(job, output_dir, options.fmt, sources)) for job in jobs]
 
 
@@ -168,7 +172,7 @@ def run(
     claimed: dict[Path, Path] = {}
     todo: deque[tuple[Job, Path]] = deque()
     for job, target in planned:
-        key = target.resolve()
+        key = resolved(target)
         if key in claimed:
             reason = (
                 f"output {target} is also the output of {claimed[key]}; rename one or use --format"
@@ -184,6 +188,8 @@ def run(
     def prepare(job: Job, target: Path) -> _Prepared:
         t0 = time.perf_counter()
         decoded = read_image(job.source)
+        if options.skip_color and has_colour(decoded.pixels):
+            raise _AlreadyInColourError
         t1 = time.perf_counter()
         L, x = colorizer.preprocess(decoded.pixels)
         recorder.add_time("decode", t1 - t0)
@@ -243,6 +249,8 @@ def run(
             job, future = pending.popleft()
             try:
                 batch.append(future.result())
+            except _AlreadyInColourError:
+                recorder.add(FileResult(str(job.source), None, "skipped", "already in colour"))
             except Exception as exc:
                 recorder.add(FileResult(str(job.source), None, "failed", _reason(exc)))
             if len(batch) >= options.batch_size or not (todo or pending):
@@ -254,6 +262,18 @@ def run(
         recorder.summary.seconds = time.perf_counter() - started
         recorder.close()
     return recorder.summary
+
+
+class _AlreadyInColourError(Exception):
+    """Raised by the decode stage for a colour input under ``skip_color``."""
+
+
+def has_colour(pixels: np.ndarray, threshold: float = 1.8) -> bool:
+    """True when an image is in colour (mean LAB chroma of a ≤256-px preview above threshold)."""
+    if pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 1):
+        return False
+    step = max(1, max(pixels.shape[:2]) // 256)
+    return not is_grayscale(bgr_to_lab(pixels[::step, ::step]), threshold)
 
 
 def _reason(error: BaseException) -> str:

@@ -106,7 +106,8 @@ def test_bad_files_are_reported_and_the_run_goes_on(archive, tmp_path):
     records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
     failed = {Path(r["source"]).name: r["reason"] for r in records if r["status"] == "failed"}
     assert set(failed) == {"corrupt.jpg", "notes.png"}
-    assert all("not a decodable image" in reason for reason in failed.values())
+    assert "truncated JPEG" in failed["corrupt.jpg"]
+    assert "not a decodable image" in failed["notes.png"]
     assert "corrupt.jpg" in result.output and "Traceback" not in result.output
     assert not list(out.rglob(".colorize-tmp-*"))
 

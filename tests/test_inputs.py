@@ -1,0 +1,70 @@
+"""Archive inputs: every good kind of file is colorized, every bad one is named with its reason."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from typer.testing import CliRunner
+
+from engine.cli import app
+from tests.corpus import make_corpus
+
+runner = CliRunner()
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def test_a_folder_of_good_and_bad_inputs(tmp_path):
+    corpus = tmp_path / "archive"
+    good, bad = make_corpus(corpus)
+    before = _hashes(corpus)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["colorize", str(corpus), "-o", str(out), "--json"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert (summary["done"], summary["failed"]) == (len(good), len(bad))
+    for name, shape in good.items():
+        produced = cv2.imread(str((out / name).with_suffix(Path(name).suffix.lower())),
+                              cv2.IMREAD_UNCHANGED)  # fmt: skip
+        assert produced is not None, name
+        assert produced.shape[:2] == shape, name
+    assert cv2.imread(str(out / "png/gray16.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert cv2.imread(str(out / "png/rgba.png"), cv2.IMREAD_UNCHANGED).shape[2] == 4
+    records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
+    reasons = {
+        str(Path(r["source"]).relative_to(corpus)): r["reason"]
+        for r in records if r["status"] == "failed"
+    }  # fmt: skip
+    assert set(reasons) == set(bad)
+    for name, fragment in bad.items():
+        assert fragment in reasons[name], (name, reasons[name])
+        assert f"failed {corpus / name}: " in result.output  # one line, naming the file
+    assert "Traceback" not in result.output
+    assert _hashes(corpus) == before
+    assert not [p for p in out.rglob("*") if ".colorize-tmp-" in p.name]
+
+
+def test_skip_color_leaves_colour_photos_alone(tmp_path):
+    corpus = tmp_path / "mixed"
+    corpus.mkdir()
+    colour = cv2.imread(str(Path(__file__).parent / "data/photos/people/npm-themekit__2.jpg"))
+    cv2.imwrite(str(corpus / "colour.jpg"), colour)
+    cv2.imwrite(str(corpus / "gray.jpg"), cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["colorize", str(corpus), "-o", str(out), "--skip-color", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert (summary["done"], summary["skipped"]) == (1, 1)
+    assert (out / "gray.jpg").is_file() and not (out / "colour.jpg").exists()
+    records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
+    assert {r["reason"] for r in records if r["status"] == "skipped"} == {"already in colour"}
