@@ -215,9 +215,23 @@ def encode_image(pixels: np.ndarray, alpha: np.ndarray | None, suffix: str, qual
     return encoded.tobytes()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place."""
+def check_inside(path: Path, root: Path) -> None:
+    """Refuse an output whose real location is outside ``root`` (a symlinked sub-folder, ``..``)."""
+    real_root = resolved(root)
+    real = resolved(path.parent) / path.name
+    if real_root != real.parent and real_root not in real.parents:
+        raise ImageError(f"output {path} would be written outside the output folder (to {real})")
+
+
+def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Write ``data`` to a temp file beside ``path`` and rename it into place.
+
+    With ``root``, the real destination must lie inside it (checked after the folders exist, so a
+    symbolic link anywhere on the way is seen).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if root is not None:
+        check_inside(path, root)
     tmp = path.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         with open(tmp, "wb") as f:

@@ -201,7 +201,7 @@ def run(
         image = colorizer.postprocess(item.L, ab, item.dtype)
         t1 = time.perf_counter()
         data = encode_image(image, item.alpha, item.target.suffix.lower(), options.quality)
-        write_atomic(item.target, data)
+        write_atomic(item.target, data, root=Path(options.output_dir))
         recorder.add_time("postprocess", t1 - t0)
         recorder.add_time("encode", time.perf_counter() - t1)
 

@@ -68,3 +68,20 @@ def test_skip_color_leaves_colour_photos_alone(tmp_path):
     assert (out / "gray.jpg").is_file() and not (out / "colour.jpg").exists()
     records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
     assert {r["reason"] for r in records if r["status"] == "skipped"} == {"already in colour"}
+
+
+def test_outputs_never_escape_the_output_folder(tmp_path):
+    corpus = tmp_path / "in"
+    (corpus / "box").mkdir(parents=True)
+    gray = np.full((8, 8), 100, np.uint8)
+    cv2.imwrite(str(corpus / "box" / "a.png"), gray)
+    cv2.imwrite(str(corpus / "b.png"), gray)
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "box").symlink_to(elsewhere, target_is_directory=True)  # a planted link
+    result = runner.invoke(app, ["colorize", str(corpus), "-o", str(out)])
+    assert result.exit_code == 1
+    assert "would be written outside the output folder" in result.output
+    assert not list(elsewhere.iterdir())
+    assert (out / "b.png").is_file()
