@@ -28,6 +28,7 @@ from benchmarks.machine import fp32_matmul_peak_gflops, machine_info
 from benchmarks.memory import PeakMemory
 from benchmarks.stats import latency_summary
 from engine.colorizer import Colorizer
+from engine.models import file_sha256
 from engine.pipeline import RunOptions, run
 
 SAMPLES = Path(__file__).with_name("samples")
@@ -126,7 +127,7 @@ class Harness:
         return {
             "name": colorizer.spec.name,
             "path": str(colorizer.spec.path),
-            "sha256": colorizer.spec.sha256 or _sha256(colorizer.spec.path),
+            "sha256": colorizer.spec.sha256 or file_sha256(colorizer.spec.path),
             "preset": raw.get("preset"),
             "parameters": raw.get("parameters"),
             "input_size": colorizer.size,
@@ -280,9 +281,3 @@ def _settings(cfg: BenchmarkConfig) -> dict:
     data["e2e_input"] = str(cfg.e2e_input) if cfg.e2e_input else None
     data["vs"] = [f"{a}/{b}" for a, b in cfg.vs]
     return data
-
-
-def _sha256(path: Path) -> str:
-    from engine.models import file_sha256
-
-    return file_sha256(path)

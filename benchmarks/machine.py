@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from engine.system import available_cores, cpu_model
+from engine.system import available_cores, cpu_model, gpu_info
 
 RUNTIMES = (
     "onnxruntime", "onnxruntime-gpu", "tensorrt", "tensorrt-rtx", "torch", "numpy",
@@ -21,30 +21,6 @@ def _version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def gpu_info() -> list[dict]:
-    """NVIDIA GPUs seen by NVML: name, compute capability, memory, driver (empty without)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:
-        return []
-    gpus = []
-    for i in range(pynvml.nvmlDeviceGetCount()):
-        handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-        name = pynvml.nvmlDeviceGetName(handle)
-        gpus.append(
-            {
-                "name": name.decode() if isinstance(name, bytes) else name,
-                "compute_capability": f"{major}.{minor}",
-                "memory_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20,
-                "driver": pynvml.nvmlSystemGetDriverVersion(),
-            }
-        )
-    return gpus
 
 
 def machine_info() -> dict:

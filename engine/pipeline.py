@@ -205,8 +205,8 @@ def run(
         recorder.add_time("postprocess", t1 - t0)
         recorder.add_time("encode", time.perf_counter() - t1)
 
-    slots = threading.BoundedSemaphore(2 * options.batch_size + workers)
-    lookahead = 2 * options.batch_size + workers
+    lookahead = 2 * options.batch_size + workers  # images decoded ahead, and written behind
+    slots = threading.BoundedSemaphore(lookahead)
 
     def on_written(item: _Prepared, future: Future) -> None:
         slots.release()

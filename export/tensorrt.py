@@ -19,6 +19,8 @@ from pathlib import Path
 from types import ModuleType
 
 from engine.models import file_sha256, onnx_config
+from engine.system import cache_dir as system_cache_dir
+from engine.system import gpu_info
 
 RUNTIMES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 INSTALL_HINT = "pip install 'colorization-engine[trt]' (TensorRT for RTX) or pip install tensorrt"
@@ -30,8 +32,7 @@ class TensorRTError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where engines are cached: ``$XDG_CACHE_HOME/colorization-engine/trt`` (or ~/.cache/…)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "colorization-engine" / "trt"
+    return system_cache_dir("trt")
 
 
 def load_runtime(name: str | None = None) -> tuple[str, ModuleType]:
@@ -75,16 +76,9 @@ class BuildReport:
 
 
 def _gpu() -> dict:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-        name = pynvml.nvmlDeviceGetName(handle)
-        return {"name": name if isinstance(name, str) else name.decode(), "cc": f"{major}.{minor}"}
-    except Exception:
-        return {"name": None, "cc": None}
+    """The first GPU's name and compute capability (None, None without one)."""
+    first = next(iter(gpu_info()), {})
+    return {"name": first.get("name"), "cc": first.get("compute_capability")}
 
 
 def engine_key(model: Path, runtime: str, module: ModuleType, options: BuildOptions) -> dict:

@@ -24,6 +24,7 @@ from engine.color import (
     denormalize_ab,
     denormalize_l,
     fit_long_side,
+    is_grayscale,
     lab_to_bgr,
     merge_l_ab,
     model_input,
@@ -142,7 +143,7 @@ def evaluate(
             if truth is None:
                 continue
             lab = bgr_to_lab(truth)
-            if float(np.hypot(lab[..., 1], lab[..., 2]).mean()) < gray_threshold:
+            if is_grayscale(lab, gray_threshold):
                 continue
             chunk.append((photo, truth, lab[..., 0]))
         if not chunk:

@@ -37,14 +37,12 @@ _IMPLEMENTATIONS = {
     "trt": "engine.backends.trt:TrtBackend",
     "torch": "engine.backends.torch:TorchBackend",
 }
-_PLANNED: dict[str, str] = {}
-"""Backends named but not implemented yet (none today); asking for one says so."""
 AUTO_ORDER = ("trt", "ort")
 """Preference of ``--backend auto``, best first: TensorRT where a GPU and TensorRT meet."""
 
 
 def backend_names() -> list[str]:
-    return ["auto", *_IMPLEMENTATIONS, *_PLANNED]
+    return ["auto", *_IMPLEMENTATIONS]
 
 
 def _load_class(name: str) -> type:
@@ -61,8 +59,6 @@ def availability() -> dict[str, str | None]:
         except ImportError as exc:
             reason = f"cannot import: {exc}"
         status[name] = reason
-    for name, what in _PLANNED.items():
-        status[name] = f"{what}: not part of this release yet; use --backend ort"
     return status
 
 
@@ -74,11 +70,6 @@ def create_backend(name: str, model_path: str, **options: object) -> Backend:
         if not usable:
             raise BackendError(f"no backend can run here: {status}")
         name = usable[0]
-    if name in _PLANNED:
-        raise BackendError(
-            f"backend {name!r} ({_PLANNED[name]}) is not part of this release yet;"
-            " use --backend ort"
-        )
     if name not in _IMPLEMENTATIONS:
         raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(backend_names())}")
     cls = _load_class(name)

@@ -8,19 +8,13 @@ really loaded is in ``describe()`` and ``engine info``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from engine.system import available_cores
+from engine.system import available_cores, cache_dir
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-
-
-def ort_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "colorization-engine" / "ort-trt"
 
 
 def select_providers(available: list[str], cache: Path) -> list:
@@ -69,14 +63,13 @@ class OrtBackend:
         # those cycles (+6% end to end on 2 cores; ORT alone is unchanged).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = options.intra_op_num_threads
-        providers = select_providers(ort.get_available_providers(), ort_cache_dir())
+        providers = select_providers(ort.get_available_providers(), cache_dir("ort-trt"))
         if len(providers) > 1:
-            ort_cache_dir().mkdir(parents=True, exist_ok=True)
+            cache_dir("ort-trt").mkdir(parents=True, exist_ok=True)
         self.session = ort.InferenceSession(str(model_path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.on_gpu = self.session.get_providers()[0] in GPU_PROVIDERS
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, L: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(L, dtype=np.float32)

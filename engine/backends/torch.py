@@ -42,11 +42,12 @@ class TorchBackend:
 
         from trainer.checkpoint import load_checkpoint
 
-        checkpoint = find_checkpoint(Path(model_path), checkpoint_dirs)
+        config = onnx_config(Path(model_path))
+        checkpoint = find_checkpoint(Path(model_path), checkpoint_dirs, config)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
-        self.precision = precision or _model_precision(Path(model_path))
+        self.precision = precision or config.get("precision", "fp32")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"the torch backend runs fp32 or fp16 models, not {self.precision}")
         if self.precision == "fp16" and self.device.type != "cuda":
@@ -78,15 +79,16 @@ class TorchBackend:
         }
 
 
-def _model_precision(model: Path) -> str:
-    return onnx_config(model).get("precision", "fp32")
+def find_checkpoint(
+    model: Path, extra_dirs: list[Path] | None = None, config: dict | None = None
+) -> Path:
+    """The safetensors checkpoint an ONNX model was exported from (matched by sha256).
 
-
-def find_checkpoint(model: Path, extra_dirs: list[Path] | None = None) -> Path:
-    """The safetensors checkpoint an ONNX model was exported from (matched by sha256)."""
+    ``config`` is the model's metadata config when the caller has already read it.
+    """
     import trainer
 
-    source = onnx_config(model).get("source_checkpoint") or {}
+    source = (config if config is not None else onnx_config(model)).get("source_checkpoint") or {}
     wanted = source.get("sha256")
     if not wanted:
         raise ValueError(f"{model}: its metadata names no source checkpoint")
