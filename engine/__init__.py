@@ -1,7 +1,8 @@
 """Colorization engine: run trained U-Net models on grayscale photos (no torch needed).
 
 The path of one image: ``engine.io`` (decode) → ``engine.color`` (L → model input) → a backend
-(``engine.backends``) → ``engine.color`` (ab → colour at full resolution) → ``engine.io`` (write).
+(``engine.backends``) → ``engine.color`` (ab → colour at full resolution) → ``engine.outputs``
+(atomic write).
 ``Colorizer`` ties them together; ``engine.pipeline`` runs it over folders.
 """
 

@@ -39,6 +39,8 @@ export_app = typer.Typer(
 app.add_typer(export_app, name="export")
 
 EXIT_FAILED_FILES = 1
+EXIT_OUTPUT_UNWRITABLE = 3
+EXIT_INTERRUPTED = 130
 
 
 @app.command("colorize")
@@ -70,7 +72,7 @@ def colorize_command(
         typer.Option(
             "--backend",
             "-b",
-            help="Inference backend: ort (ONNX Runtime, CPU), auto (best available); trt and torch are planned.",
+            help="Inference backend: ort (ONNX Runtime; CPU, or CUDA/TensorRT with onnxruntime-gpu), trt (TensorRT engine, NVIDIA RTX GPU), torch (PyTorch reference, needs the trainer checkpoint), auto (best available).",
         ),
     ] = "ort",
     batch_size: Annotated[
@@ -134,10 +136,17 @@ def colorize_command(
         ),
     ] = False,
 ) -> None:
-    """Colorize grayscale photos; writes one colour image per input and a JSON-lines log."""
+    """Colorize grayscale photos; writes one colour image per input and a JSON-lines log.
+
+    Exit status: 0 all done (or skipped), 1 some files failed (each named, with its reason, and in
+    the log), 2 nothing could start (bad option, model, input or output folder), 3 stopped because
+    the output folder became full or read-only, 130 interrupted (Ctrl-C). Writes in flight are
+    finished before stopping; rerunning the same command resumes where the run stopped.
+    """
     from engine.backends import BackendError
     from engine.colorizer import Colorizer
     from engine.models import ModelError
+    from engine.outputs import OutputUnwritableError, prepare_output_dir
     from engine.pipeline import RunOptions, plan, run
 
     if fmt is not None and fmt not in ("jpg", "png", "tif"):
@@ -154,8 +163,11 @@ def colorize_command(
     options = RunOptions(output, fmt, overwrite, batch_size, workers, quality, skip_color)
     try:
         planned = plan(inputs, options)
+        prepare_output_dir(output)
     except FileNotFoundError as exc:
         fail(str(exc))
+    except OutputUnwritableError as exc:
+        fail(exc.strerror or str(exc))
     if not planned:
         fail("no images found in the inputs")
     columns = (
@@ -175,15 +187,26 @@ def colorize_command(
             done = progress.tasks[0].completed + 1
             progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
 
-        summary = run(colorizer, inputs, options, on_result=on_result, planned=planned)
-    _print_summary(summary, colorizer.describe())
+        try:
+            summary = run(colorizer, inputs, options, on_result=on_result, planned=planned)
+        except OutputUnwritableError as exc:
+            fail(exc.strerror or str(exc))
+    _print_summary(summary, colorizer.describe(), batch_size)
     if as_json:
         sys.stdout.write(json.dumps({**summary.to_dict(), **colorizer.describe()}, indent=2) + "\n")
+    if summary.stopped:
+        left = summary.planned - summary.total
+        console.print(
+            f"[red]stopped:[/red] {summary.stopped}; {left} files not processed. "
+            "Rerun the same command to resume.", highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        interrupted = summary.stopped.startswith("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED if interrupted else EXIT_OUTPUT_UNWRITABLE)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED_FILES)
 
 
-def _print_summary(summary, described: dict) -> None:
+def _print_summary(summary, described: dict, batch_size: int = 0) -> None:
     table = Table(title=f"{described['model']} on {described['backend']}", show_header=True)
     for column in ("done", "skipped", "failed", "seconds", "images/s"):
         table.add_column(column, justify="right")
@@ -192,6 +215,8 @@ def _print_summary(summary, described: dict) -> None:
         f"{summary.seconds:.1f}", f"{summary.images_per_s:.2f}",
     )  # fmt: skip
     console.print(table)
+    if summary.batch_size and summary.batch_size < batch_size:
+        console.print(f"the backend ran out of memory: batch size lowered to {summary.batch_size}")
     console.print(f"log: {summary.log_path}", highlight=False)
 
 

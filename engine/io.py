@@ -1,16 +1,9 @@
-"""Image files: finding inputs, decoding, choosing output paths, atomic writes.
-
-Inputs are never written to: an output path that is an input of the run gets ``_colorized``
-added to its stem, and every output is written to a temporary file in the destination folder
-and renamed into place, so a crash never leaves a truncated image under the final name.
-"""
+"""Image files: finding inputs, decoding and encoding them (outputs: :mod:`engine.outputs`)."""
 
 from __future__ import annotations
 
 import glob
-import json
 import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +14,8 @@ import numpy as np
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2"}
 )
-FORMATS = {"jpg": ".jpg", "png": ".png", "tif": ".tif"}
 EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".jpe", ".bmp", ".webp"})
 TEMP_MARKER = ".colorize-tmp-"
-LOG_PREFIX = "colorize-log-"
-COLLISION_SUFFIX = "_colorized"
 
 
 class ImageError(ValueError):
@@ -99,34 +89,6 @@ def discover(inputs: Sequence[str | Path], exclude: Iterable[Path] = ()) -> list
         else:
             raise FileNotFoundError(f"{text}: no such file, folder or matching pattern")
     return jobs
-
-
-def previous_outputs(output_dir: Path) -> set[Path]:
-    """Resolved paths of files that earlier runs' logs in ``output_dir`` say they wrote."""
-    outputs: set[Path] = set()
-    for log in sorted(output_dir.glob(f"{LOG_PREFIX}*.jsonl")) if output_dir.is_dir() else ():
-        for line in log.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("output"):
-                outputs.add(resolved(Path(record["output"])))
-    return outputs
-
-
-def output_path(job: Job, output_dir: Path, fmt: str | None, inputs: set[Path]) -> Path:
-    """Where ``job``'s output goes: mirrored tree, same stem, chosen or same format.
-
-    When that path is one of the run's inputs, ``_colorized`` is added to the stem.
-    """
-    suffix = FORMATS[fmt] if fmt else job.source.suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS or suffix in (".ppm", ".pgm", ".jp2"):
-        suffix = ".png"
-    target = output_dir / job.relative.with_suffix(suffix)
-    if resolved(target) in inputs:
-        target = target.with_name(f"{target.stem}{COLLISION_SUFFIX}{suffix}")
-    return target
 
 
 @dataclass
@@ -213,32 +175,3 @@ def encode_image(pixels: np.ndarray, alpha: np.ndarray | None, suffix: str, qual
     if not ok:
         raise ImageError(f"could not encode as {suffix}")
     return encoded.tobytes()
-
-
-def check_inside(path: Path, root: Path) -> None:
-    """Refuse an output whose real location is outside ``root`` (a symlinked sub-folder, ``..``)."""
-    real_root = resolved(root)
-    real = resolved(path.parent) / path.name
-    if real_root != real.parent and real_root not in real.parents:
-        raise ImageError(f"output {path} would be written outside the output folder (to {real})")
-
-
-def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place.
-
-    With ``root``, the real destination must lie inside it (checked after the folders exist, so a
-    symbolic link anywhere on the way is seen).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if root is not None:
-        check_inside(path, root)
-    tmp = path.with_name(f"{TEMP_MARKER}{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

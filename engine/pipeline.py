@@ -2,12 +2,18 @@
 
 Decoding runs ahead of the backend by a bounded number of images and writing lags behind it by a
 bounded number, so memory stays flat however many files a run has. Every file ends as one record
-(done, skipped or failed, with the reason) in ``colorize-log-<time>.jsonl`` in the output folder.
+(done, skipped or failed, with the reason) in ``colorize-log-<time>-<pid>.jsonl`` in the output
+folder. A run stops early, after finishing the writes in flight, on Ctrl-C or when the output
+folder cannot take more files (full, read-only); ``RunSummary.stopped`` says why, and rerunning
+the same command resumes. A backend out of memory halves the batch and retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import threading
 import time
 from collections import deque
@@ -20,16 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from engine.color import bgr_to_lab, is_grayscale
-from engine.io import (
+from engine.io import ImageError, Job, discover, encode_image, read_image, resolved
+from engine.outputs import (
     LOG_PREFIX,
-    ImageError,
-    Job,
-    discover,
-    encode_image,
+    OutputAlreadyWrittenError,
+    OutputUnwritableError,
     output_path,
+    prepare_output_dir,
     previous_outputs,
-    read_image,
-    resolved,
+    remove_stale_temps,
     write_atomic,
 )
 from engine.system import available_cores
@@ -69,6 +74,8 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
 class RunSummary:
     """Counts, time and the log of a run."""
 
+    planned: int = 0
+    """Inputs the run was given (``total`` is how many of them it got to)."""
     total: int = 0
     done: int = 0
     skipped: int = 0
@@ -76,6 +83,12 @@ class RunSummary:
     seconds: float = 0.0
     log_path: str | None = None
     failures: list[FileResult] = field(default_factory=list)
+    stopped: str | None = None
+    """Why the run stopped before the end (Ctrl-C, output folder full or read-only), or None."""
+    batch_size: int = 0
+    """The batch size at the end (smaller than asked for after the backend ran out of memory)."""
+    removed_temps: int = 0
+    """Temporary files of earlier, killed runs removed from the output folder at the start."""
     megapixels: float = 0.0
     """Pixels of the images done, in millions."""
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
@@ -132,13 +145,22 @@ class _Recorder:
             s.megapixels += pixels / 1e6
             if result.status == "failed":
                 s.failures.append(result)
-            self.log.write(json.dumps(asdict(result)) + "\n")
-            self.log.flush()
+            try:
+                self.log.write(json.dumps(asdict(result)) + "\n")
+                self.log.flush()
+            except OSError as exc:  # a full disk: the outputs already written stay valid
+                self.stop(f"cannot write the run log {self.summary.log_path}: {exc.strerror}")
         if self.on_result:
             self.on_result(result)
 
+    def stop(self, reason: str) -> None:
+        """Ask the run to stop after the work in flight (the first reason is kept)."""
+        if self.summary.stopped is None:
+            self.summary.stopped = reason
+
     def close(self) -> None:
-        self.log.close()
+        with contextlib.suppress(OSError):  # a full disk: the log's last lines may be lost
+            self.log.close()
 
 
 def plan(inputs: Sequence[str | Path], options: RunOptions) -> list[tuple[Job, Path]]:
@@ -165,8 +187,13 @@ def run(
         planned = plan(inputs, options)
     if on_start:
         on_start(len(planned))
+    output_dir = Path(options.output_dir)
+    prepare_output_dir(output_dir)
+    removed_temps = remove_stale_temps(output_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    recorder = _Recorder(Path(options.output_dir) / f"{LOG_PREFIX}{stamp}.jsonl", on_result)
+    recorder = _Recorder(output_dir / f"{LOG_PREFIX}{stamp}-{os.getpid()}.jsonl", on_result)
+    recorder.summary.planned = len(planned)
+    recorder.summary.removed_temps = removed_temps
     started = time.perf_counter()
     workers = options.workers or available_cores()
     claimed: dict[Path, Path] = {}
@@ -201,7 +228,7 @@ def run(
         image = colorizer.postprocess(item.L, ab, item.dtype)
         t1 = time.perf_counter()
         data = encode_image(image, item.alpha, item.target.suffix.lower(), options.quality)
-        write_atomic(item.target, data, root=Path(options.output_dir))
+        write_atomic(item.target, data, root=output_dir, replace=options.overwrite)
         recorder.add_time("postprocess", t1 - t0)
         recorder.add_time("encode", time.perf_counter() - t1)
 
@@ -215,7 +242,11 @@ def run(
         if error is None:
             result = FileResult(str(item.job.source), str(item.target), "done", None, seconds)
             recorder.add(result, pixels=item.L.size)
+        elif isinstance(error, OutputAlreadyWrittenError):
+            recorder.add(FileResult(str(item.job.source), None, "skipped", str(error), seconds))
         else:
+            if isinstance(error, OutputUnwritableError):
+                recorder.stop(str(error))
             recorder.add(FileResult(str(item.job.source), None, "failed", _reason(error), seconds))
 
     decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
@@ -223,26 +254,41 @@ def run(
     pending: deque[tuple[Job, Future]] = deque()
     batch: list[_Prepared] = []
 
-    def flush() -> None:
-        if not batch:
-            return
+    batch_limit = options.batch_size
+
+    def infer(items: list[_Prepared]) -> None:
+        """Run ``items`` through the backend and queue their writes; halve on out-of-memory."""
+        nonlocal batch_limit
         try:
             t0 = time.perf_counter()
-            ab = colorizer.infer(np.stack([item.x for item in batch]))
+            ab = colorizer.infer(np.stack([item.x for item in items]))
             recorder.add_time("inference", time.perf_counter() - t0)
         except Exception as exc:  # a backend failure fails this batch's files, not the run
-            for item in batch:
+            if is_out_of_memory(exc) and len(items) > 1:
+                batch_limit = min(batch_limit, len(items) // 2)
+                run_in_batches(items)
+                return
+            for item in items:
                 recorder.add(FileResult(str(item.job.source), None, "failed", _reason(exc)))
-            batch.clear()
             return
-        for item, item_ab in zip(batch, ab, strict=True):
+        for item, item_ab in zip(items, ab, strict=True):
             slots.acquire()
             future = encode_pool.submit(finish, item, item_ab)
             future.add_done_callback(lambda f, item=item: on_written(item, f))
+
+    def run_in_batches(items: list[_Prepared]) -> None:
+        start = 0
+        while start < len(items):
+            size = batch_limit  # read each time: a smaller batch after out-of-memory
+            infer(items[start : start + size])
+            start += size
+
+    def flush() -> None:
+        run_in_batches(batch)
         batch.clear()
 
     try:
-        while todo or pending:
+        while (todo or pending) and recorder.summary.stopped is None:
             while todo and len(pending) < lookahead:
                 job, target = todo.popleft()
                 pending.append((job, decode_pool.submit(prepare, job, target)))
@@ -253,13 +299,17 @@ def run(
                 recorder.add(FileResult(str(job.source), None, "skipped", "already in colour"))
             except Exception as exc:
                 recorder.add(FileResult(str(job.source), None, "failed", _reason(exc)))
-            if len(batch) >= options.batch_size or not (todo or pending):
+            if len(batch) >= batch_limit or not (todo or pending):
                 flush()
-        flush()
+        if recorder.summary.stopped is None:
+            flush()
+    except KeyboardInterrupt:
+        recorder.stop("interrupted (Ctrl-C)")
     finally:
         decode_pool.shutdown(wait=True, cancel_futures=True)
         encode_pool.shutdown(wait=True)
         recorder.summary.seconds = time.perf_counter() - started
+        recorder.summary.batch_size = batch_limit
         recorder.close()
     return recorder.summary
 
@@ -274,6 +324,16 @@ def has_colour(pixels: np.ndarray, threshold: float = 1.8) -> bool:
         return False
     step = max(1, max(pixels.shape[:2]) // 256)
     return not is_grayscale(bgr_to_lab(pixels[::step, ::step]), threshold)
+
+
+_OUT_OF_MEMORY = re.compile(
+    r"out of memory|failed to allocate|memoryallocation|bad_alloc|OUT_OF_MEMORY", re.IGNORECASE
+)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether a backend error is an allocation failure (ONNX Runtime, CUDA, PyTorch, host)."""
+    return isinstance(error, MemoryError) or bool(_OUT_OF_MEMORY.search(str(error)))
 
 
 def _reason(error: BaseException) -> str:

@@ -22,3 +22,11 @@ def photos() -> list[np.ndarray]:
     images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in photo_paths()]
     assert len(images) >= 20 and all(im is not None for im in images)
     return images
+
+
+@pytest.fixture(scope="session")
+def colorizer():
+    """The default model on ONNX Runtime (CPU), shared by the tests."""
+    from engine.colorizer import Colorizer
+
+    return Colorizer()

@@ -19,11 +19,6 @@ from tests.conftest import photo_paths
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def colorizer() -> Colorizer:
-    return Colorizer()
-
-
 def _gray(i: int) -> np.ndarray:
     return cv2.imread(str(photo_paths()[i]), cv2.IMREAD_GRAYSCALE)
 

@@ -1,0 +1,187 @@
+"""The output folder: where each output goes, and writing it so that nothing is ever lost.
+
+Every output is written to a temporary file beside its destination and renamed into place, so a
+crash (even ``kill -9``) never leaves a truncated image under a final name. Temporary names carry
+the host and process that wrote them; a later run removes those whose writer is gone. Without
+``--overwrite`` the rename never replaces a file, so two runs sharing an output folder each
+write a given output at most once, and the second one skips it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from engine.io import IMAGE_EXTENSIONS, TEMP_MARKER, ImageError, Job, resolved
+
+FORMATS = {"jpg": ".jpg", "png": ".png", "tif": ".tif"}
+LOG_PREFIX = "colorize-log-"
+COLLISION_SUFFIX = "_colorized"
+STALE_TEMP_SECONDS = 24 * 3600
+"""A temporary file this old is removed whoever wrote it (another host's crashed run)."""
+OUTPUT_STOPPING_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
+"""Write errors that no other file of the run would escape: the run stops on them."""
+_NAME_MAX = 255
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+class OutputAlreadyWrittenError(ImageError):
+    """Another run sharing the output folder wrote this output first."""
+
+
+class OutputUnwritableError(OSError):
+    """The output folder cannot take more files (full, read-only, no permission): stop the run."""
+
+
+def previous_outputs(output_dir: Path) -> set[Path]:
+    """Resolved paths of files that earlier runs' logs in ``output_dir`` say they wrote."""
+    outputs: set[Path] = set()
+    for log in sorted(output_dir.glob(f"{LOG_PREFIX}*.jsonl")) if output_dir.is_dir() else ():
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("output"):
+                outputs.add(resolved(Path(record["output"])))
+    return outputs
+
+
+def output_path(
+    job: Job, output_dir: Path, fmt: str | None, inputs: set[Path], page_suffix: str = ""
+) -> Path:
+    """Where ``job``'s output goes: mirrored tree, same stem, chosen or same format.
+
+    When that path is one of the run's inputs, ``_colorized`` is added to the stem.
+    """
+    suffix = FORMATS[fmt] if fmt else job.source.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS or suffix in (".ppm", ".pgm", ".jp2"):
+        suffix = ".png"
+    relative = job.relative.with_suffix("")
+    target = output_dir / relative.with_name(relative.name + page_suffix + suffix)
+    if resolved(target) in inputs:
+        target = target.with_name(f"{target.stem}{COLLISION_SUFFIX}{suffix}")
+    return target
+
+
+def check_inside(path: Path, root: Path) -> None:
+    """Refuse an output whose real location is outside ``root`` (a symlinked sub-folder, ``..``)."""
+    real_root = resolved(root)
+    real = resolved(path.parent) / path.name
+    if real_root != real.parent and real_root not in real.parents:
+        raise ImageError(f"output {path} would be written outside the output folder (to {real})")
+
+
+def temp_name(name: str) -> str:
+    """A temporary file name for ``name``: marker, host, process, random part, then the name."""
+    prefix = f"{TEMP_MARKER}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    room = _NAME_MAX - len(prefix.encode())
+    encoded = name.encode()
+    if len(encoded) > room:  # keep within the file system's name limit
+        name = encoded[-room:].decode(errors="ignore")
+    return prefix + name
+
+
+def _writer_gone(name: str, age: float) -> bool:
+    """Whether the process that made temporary file ``name`` no longer runs (or it is stale)."""
+    if age > STALE_TEMP_SECONDS:
+        return True
+    parts = name[len(TEMP_MARKER) :].split("-", 2)
+    if len(parts) < 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return False  # another host's file, or not ours: only age removes it
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+def remove_stale_temps(output_dir: Path) -> int:
+    """Delete temporary files left in ``output_dir`` by runs that died; returns how many."""
+    removed = 0
+    now = time.time()
+    for folder, dirs, files in os.walk(output_dir):  # does not follow symbolic links
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith(TEMP_MARKER):
+                continue
+            path = Path(folder) / name
+            try:
+                age = now - path.lstat().st_mtime
+                if _writer_gone(name, age):
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
+def _commit(tmp: Path, path: Path, replace: bool) -> None:
+    """Move ``tmp`` to ``path``: replacing, or only if ``path`` does not exist (hard link)."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputAlreadyWrittenError(f"output {path} was written by another run") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if path.exists():  # a file system without hard links: check, then rename
+            raise OutputAlreadyWrittenError(f"output {path} was written by another run") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def write_atomic(
+    path: Path, data: bytes | memoryview, root: Path | None = None, replace: bool = True
+) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and move it into place.
+
+    With ``root``, the real destination must lie inside it (checked after the folders exist, so a
+    symbolic link anywhere on the way is seen). Without ``replace`` an existing ``path`` is left
+    alone (:class:`OutputAlreadyWrittenError`). A full, read-only or forbidden destination raises
+    :class:`OutputUnwritableError`.
+    """
+    tmp = path.with_name(temp_name(path.name))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if root is not None:
+            check_inside(path, root)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _commit(tmp, path, replace)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_STOPPING_ERRNOS:
+            raise OutputUnwritableError(
+                exc.errno, f"cannot write {path}: {exc.strerror or exc}"
+            ) from None
+        raise
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    """Create ``output_dir`` and prove a file can be written there (one clear error if not)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / temp_name("probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputUnwritableError(
+            exc.errno, f"cannot write to the output folder {output_dir}: {exc.strerror or exc}"
+        ) from None
