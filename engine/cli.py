@@ -113,6 +113,13 @@ def colorize_command(
             "--skip-color", help="Skip inputs that are already in colour (logged as skipped)."
         ),
     ] = False,
+    strip_metadata: Annotated[
+        bool,
+        typer.Option(
+            "--strip-metadata",
+            help="Do not copy the inputs' ICC profile, EXIF (orientation reset, as it is applied), XMP and DPI to the outputs (copied by default where the output format holds them).",
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -160,7 +167,9 @@ def colorize_command(
         )  # fmt: skip
     except (ModelError, BackendError, ValueError) as exc:
         fail(str(exc))
-    options = RunOptions(output, fmt, overwrite, batch_size, workers, quality, skip_color)
+    options = RunOptions(
+        output, fmt, overwrite, batch_size, workers, quality, skip_color, strip_metadata
+    )
     try:
         planned = plan(inputs, options)
         prepare_output_dir(output)

@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.metadata import Metadata, embed_metadata, read_metadata
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2"}
 )
@@ -97,6 +99,8 @@ class Decoded:
 
     pixels: np.ndarray
     alpha: np.ndarray | None
+    metadata: Metadata | None = None
+    """ICC/EXIF/XMP/DPI to carry to the output (read when asked for)."""
 
     @property
     def dtype(self) -> np.dtype:
@@ -117,8 +121,12 @@ def _truncation(data: np.ndarray) -> str | None:
     return None
 
 
-def read_image(path: Path) -> Decoded:
-    """Decode an image file (8/16-bit, gray/colour, alpha kept, EXIF orientation applied)."""
+def read_image(path: Path, metadata: bool = False) -> Decoded:
+    """Decode an image file (8/16-bit, gray/colour, alpha kept, EXIF orientation applied).
+
+    With ``metadata``, the file's ICC profile, EXIF, XMP and DPI come along
+    (:mod:`engine.metadata`).
+    """
     path = Path(path)
     if path.is_symlink() and not path.exists():
         try:
@@ -150,15 +158,23 @@ def read_image(path: Path) -> Decoded:
         raise ImageError("not a decodable image (corrupt, truncated or not an image)")
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"unsupported sample type {image.dtype} (8 or 16-bit integers only)")
+    meta = read_metadata(data) if metadata else None
     if image.ndim == 3 and image.shape[2] == 4:
-        return Decoded(image[:, :, :3], image[:, :, 3])
+        return Decoded(image[:, :, :3], image[:, :, 3], meta)
     if image.ndim == 3 and image.shape[2] == 2:
-        return Decoded(image[:, :, 0], image[:, :, 1])
-    return Decoded(image, None)
+        return Decoded(image[:, :, 0], image[:, :, 1], meta)
+    return Decoded(image, None, meta)
 
 
-def encode_image(pixels: np.ndarray, alpha: np.ndarray | None, suffix: str, quality: int) -> bytes:
-    """Encode BGR pixels (plus alpha where the format holds it) for a file of type ``suffix``."""
+def encode_image(
+    pixels: np.ndarray,
+    alpha: np.ndarray | None,
+    suffix: str,
+    quality: int,
+    metadata: Metadata | None = None,
+) -> bytes:
+    """Encode BGR pixels (plus alpha where the format holds it) for a file of type ``suffix``,
+    with ``metadata`` written in where the format holds it."""
     if suffix in EIGHT_BIT_ONLY and pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
         alpha = None if alpha is None else (alpha >> 8).astype(np.uint8)
@@ -174,4 +190,9 @@ def encode_image(pixels: np.ndarray, alpha: np.ndarray | None, suffix: str, qual
     ok, encoded = cv2.imencode(suffix, pixels, params)
     if not ok:
         raise ImageError(f"could not encode as {suffix}")
-    return encoded.tobytes()
+    data = encoded.tobytes()
+    if metadata:
+        height, width = pixels.shape[:2]
+        has_alpha = pixels.ndim == 3 and pixels.shape[2] == 4
+        data = embed_metadata(data, suffix, metadata, (width, height), has_alpha)
+    return data

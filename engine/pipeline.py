@@ -27,6 +27,7 @@ import numpy as np
 
 from engine.color import bgr_to_lab, is_grayscale
 from engine.io import ImageError, Job, discover, encode_image, read_image, resolved
+from engine.metadata import Metadata
 from engine.outputs import (
     LOG_PREFIX,
     OutputAlreadyWrittenError,
@@ -54,6 +55,8 @@ class RunOptions:
     quality: int = 95
     skip_color: bool = False
     """Skip inputs that already carry colour (archives mix colour files in)."""
+    strip_metadata: bool = False
+    """Leave out the inputs' ICC profile, EXIF, XMP and DPI (kept by default)."""
 
 
 @dataclass
@@ -120,6 +123,7 @@ class _Prepared:
     x: np.ndarray
     dtype: np.dtype
     alpha: np.ndarray | None
+    metadata: Metadata | None
     started: float
 
 
@@ -214,20 +218,21 @@ def run(
 
     def prepare(job: Job, target: Path) -> _Prepared:
         t0 = time.perf_counter()
-        decoded = read_image(job.source)
+        decoded = read_image(job.source, metadata=not options.strip_metadata)
         if options.skip_color and has_colour(decoded.pixels):
             raise _AlreadyInColourError
         t1 = time.perf_counter()
         L, x = colorizer.preprocess(decoded.pixels)
         recorder.add_time("decode", t1 - t0)
         recorder.add_time("preprocess", time.perf_counter() - t1)
-        return _Prepared(job, target, L, x, decoded.dtype, decoded.alpha, t0)
+        return _Prepared(job, target, L, x, decoded.dtype, decoded.alpha, decoded.metadata, t0)
 
     def finish(item: _Prepared, ab: np.ndarray) -> None:
         t0 = time.perf_counter()
         image = colorizer.postprocess(item.L, ab, item.dtype)
         t1 = time.perf_counter()
-        data = encode_image(image, item.alpha, item.target.suffix.lower(), options.quality)
+        suffix = item.target.suffix.lower()
+        data = encode_image(image, item.alpha, suffix, options.quality, item.metadata)
         write_atomic(item.target, data, root=output_dir, replace=options.overwrite)
         recorder.add_time("postprocess", t1 - t0)
         recorder.add_time("encode", time.perf_counter() - t1)
