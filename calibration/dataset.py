@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.color import SEED_NORMALIZATION, Normalization, luminance, model_input
+from engine.color import SEED_NORMALIZATION, Normalization, image_model_input
 from engine.io import ImageError, discover, read_image
 
 
@@ -59,7 +59,7 @@ def build_set(
             decoded = read_image(job.source)
         except ImageError:
             continue
-        inputs.append(model_input(luminance(decoded.pixels), size, norm))
+        inputs.append(image_model_input(decoded.pixels, size, norm))
         files.append(job.relative.as_posix())
         digest.update(job.relative.as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(job.source.read_bytes()).digest())

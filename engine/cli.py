@@ -120,6 +120,22 @@ def colorize_command(
             help="Do not copy the inputs' ICC profile, EXIF (orientation reset, as it is applied), XMP and DPI to the outputs (copied by default where the output format holds them).",
         ),
     ] = False,
+    max_pixels: Annotated[
+        float,
+        typer.Option(
+            "--max-pixels",
+            min=0.001,
+            help="Refuse inputs larger than this many megapixels (read from the header, before decoding: decompression bombs). Default 600 (30000×20000); OpenCV's own ceiling is 1073.",
+        ),
+    ] = 600.0,
+    memory_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--memory-budget",
+            min=64,
+            help="MB that the images in flight (decoded, waiting, being written) may take; each counts 8 bytes per pixel (16 for 16-bit). An image larger than the budget runs alone. Default: a quarter of RAM.",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -168,8 +184,10 @@ def colorize_command(
     except (ModelError, BackendError, ValueError) as exc:
         fail(str(exc))
     options = RunOptions(
-        output, fmt, overwrite, batch_size, workers, quality, skip_color, strip_metadata
-    )
+        output, fmt, overwrite, batch_size, workers, quality, skip_color, strip_metadata,
+        max_pixels=round(max_pixels * 1e6),
+        memory_budget=memory_budget * 1_000_000 if memory_budget else None,
+    )  # fmt: skip
     try:
         planned = plan(inputs, options)
         prepare_output_dir(output)

@@ -476,16 +476,80 @@ def colorize_output(
     norm: Normalization = SEED_NORMALIZATION,
     boost: tuple[float, float] = (1.0, 1.0),
     dtype: np.dtype | type = np.uint8,
+    alpha: np.ndarray | None = None,
 ) -> np.ndarray:
     """Model output → colour image: de-normalise ab, upsample to L's size, boost and clamp,
-    merge with the **original full-resolution L**, fit to the sRGB gamut, convert to BGR."""
-    h, w = L.shape[:2]
+    merge with the **original full-resolution L**, fit to the sRGB gamut, convert to BGR.
+
+    ``L`` is either the L plane (float, 0..100) or the input image itself (8/16-bit gray or
+    BGR), whose L is then computed row tile by row tile. Memory: the output, the input, and
+    ab widened to the output's width at the model's height (``h_model × W × 8`` bytes); no
+    full-resolution float copy. With ``alpha`` (``H×W``) the output is BGRA.
+    """
+    image = L
+    from_pixels = image.dtype.kind in "ui"
+    h, w = image.shape[:2]
     factors = np.float32(norm.ab_scale) * np.asarray(boost, np.float32)
     small = np.transpose(ab_norm, (1, 2, 0)) * factors  # boost and clamp at model size: the
     np.clip(small, -AB_LIMIT, AB_LIMIT, out=small)  # bilinear upsampling keeps them in range
-    ab = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    L = L.astype(np.float32, copy=False)
-    out = np.empty((h, w, 3), np.dtype(dtype))
+    rows_at, weights = _linear_rows(small.shape[0], h)
+    wide = cv2.resize(small, (w, small.shape[0]), interpolation=cv2.INTER_LINEAR)
+    channels = 3 if alpha is None else 4
+    out = np.empty((h, w, channels), np.dtype(dtype))
     for rows in _row_tiles((h, w)):
-        out[rows] = _tile_to_bgr(cv2.merge([L[rows], ab[rows]]), dtype)
+        top, bottom = rows_at[rows].T
+        f = weights[rows, None, None]
+        ab = wide[top] * (1 - f) + wide[bottom] * f  # bilinear, like cv2.resize, by rows
+        tile_l = luminance(image[rows]) if from_pixels else image[rows].astype(np.float32)
+        out[rows, :, :3] = _tile_to_bgr(cv2.merge([tile_l, ab]), dtype)
+    if alpha is not None:
+        out[:, :, 3] = _convert_samples(alpha, np.dtype(dtype))
     return out
+
+
+def _linear_rows(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """For bilinear resizing of ``source`` rows to ``target``: each target row's two source rows
+    (``target×2``) and the weight of the second, with OpenCV's pixel-centre convention."""
+    y = (np.arange(target, dtype=np.float64) + 0.5) * (source / target) - 0.5
+    y = np.clip(y, 0, source - 1)
+    top = np.floor(y).astype(np.intp)
+    bottom = np.minimum(top + 1, source - 1)
+    return np.stack([top, bottom], axis=1), (y - top).astype(np.float32)
+
+
+def _convert_samples(plane: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """An alpha plane in another integer depth (8 ↔ 16 bits)."""
+    if plane.dtype == dtype:
+        return plane
+    if dtype == np.uint16:
+        return plane.astype(np.uint16) * 257
+    return (plane >> 8).astype(np.uint8)
+
+
+_STRIP_PIXELS = 1 << 21
+"""Pixels per strip when L is reduced for the model input (8 MB of float32 at a time)."""
+
+
+def image_model_input(
+    image: np.ndarray, size: int | tuple[int, int], norm: Normalization = SEED_NORMALIZATION
+) -> np.ndarray:
+    """Gray/BGR(A) pixels → normalised model input ``1×h×w``, without a full-resolution float L.
+
+    L is computed strip by strip and area-averaged by whole factors per axis (leaving at least
+    twice the model's size), then area-resized to ``size``. For images under 4× the model's size
+    per axis this is exactly ``model_input(luminance(image), size)``; above, it differs by the
+    rounding of two-step area averaging (under 0.2% of the range).
+    """
+    th, tw = _hw(size)
+    h, w = image.shape[:2]
+    ky, kx = max(1, h // th // 2), max(1, w // tw // 2)
+    if ky == kx == 1:
+        return model_input(luminance(image), size, norm)
+    reduced_w = -(-w // kx)
+    strip = max(ky, _STRIP_PIXELS // max(1, w) // ky * ky)
+    parts = []
+    for top in range(0, h, strip):
+        L = luminance(image[top : top + strip])
+        rows = -(-L.shape[0] // ky)
+        parts.append(cv2.resize(L, (reduced_w, rows), interpolation=cv2.INTER_AREA))
+    return model_input(np.concatenate(parts), size, norm)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.backends import create_backend
-from engine.color import colorize_output, luminance, model_input
+from engine.color import colorize_output, image_model_input
 from engine.models import (
     ModelSpec,
     read_model_config,
@@ -52,17 +52,27 @@ class Colorizer:
     # The three stages, exposed separately so the pipeline can run them in different threads.
 
     def preprocess(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gray/BGR(A) pixels → (full-resolution L ``H×W``, model input ``1×s×s``)."""
-        L = luminance(pixels)
-        return L, model_input(L, self.size, self.config.normalization)
+        """Gray/BGR(A) pixels → (what :meth:`postprocess` takes L from, model input ``1×s×s``).
+
+        The first is ``pixels`` itself: the full-resolution L is computed again, tile by tile,
+        when the output is made, so no full-size float copy is held meanwhile.
+        """
+        return pixels, image_model_input(pixels, self.size, self.config.normalization)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Model inputs ``N×1×s×s`` → normalised ab ``N×2×s×s``."""
         return self.backend.run(batch)
 
-    def postprocess(self, L: np.ndarray, ab: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        """Full-resolution L and predicted ab → BGR image of ``dtype`` (L kept exactly)."""
-        return colorize_output(L, ab, self.config.normalization, self.boost, dtype)
+    def postprocess(
+        self,
+        source: np.ndarray,
+        ab: np.ndarray,
+        dtype: np.dtype,
+        alpha: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The input's pixels (or its L plane) and predicted ab → BGR image of ``dtype``, BGRA
+        with ``alpha``; the input's L is kept exactly."""
+        return colorize_output(source, ab, self.config.normalization, self.boost, dtype, alpha)
 
     def colorize_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Colorize several gray/BGR(A) images (uint8/uint16) in one backend call.

@@ -12,11 +12,13 @@ import cv2
 import numpy as np
 
 from engine.metadata import Metadata, embed_metadata, read_metadata
+from engine.probe import probe
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2"}
 )
 EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".jpe", ".bmp", ".webp"})
+ALPHA_FORMATS = frozenset({".png", ".tif", ".tiff", ".webp"})
 TEMP_MARKER = ".colorize-tmp-"
 
 
@@ -121,11 +123,12 @@ def _truncation(data: np.ndarray) -> str | None:
     return None
 
 
-def read_image(path: Path, metadata: bool = False) -> Decoded:
+def read_image(path: Path, metadata: bool = False, max_pixels: int | None = None) -> Decoded:
     """Decode an image file (8/16-bit, gray/colour, alpha kept, EXIF orientation applied).
 
     With ``metadata``, the file's ICC profile, EXIF, XMP and DPI come along
-    (:mod:`engine.metadata`).
+    (:mod:`engine.metadata`). An image of more than ``max_pixels`` pixels is refused, from its
+    header where it can be read (before any pixel is allocated).
     """
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -150,12 +153,17 @@ def read_image(path: Path, metadata: bool = False) -> Decoded:
     truncated = _truncation(data)
     if truncated:
         raise ImageError(truncated)
+    shape = probe(data)
+    if max_pixels and shape and shape.pixels > max_pixels:
+        _refuse_size(shape.width, shape.height, max_pixels)
     if _png_has_alpha(data[:32].tobytes()):
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     else:  # ANYCOLOR|ANYDEPTH keeps gray and 16-bit and applies EXIF orientation
         image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         raise ImageError("not a decodable image (corrupt, truncated or not an image)")
+    if max_pixels and image.shape[0] * image.shape[1] > max_pixels:
+        _refuse_size(image.shape[1], image.shape[0], max_pixels)
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"unsupported sample type {image.dtype} (8 or 16-bit integers only)")
     meta = read_metadata(data) if metadata else None
@@ -166,19 +174,28 @@ def read_image(path: Path, metadata: bool = False) -> Decoded:
     return Decoded(image, None, meta)
 
 
+def _refuse_size(width: int, height: int, limit: int) -> None:
+    raise ImageError(
+        f"{width}×{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
+        f"{limit / 1e6:g} (--max-pixels): a decompression bomb, or raise the limit"
+    )
+
+
 def encode_image(
     pixels: np.ndarray,
     alpha: np.ndarray | None,
     suffix: str,
     quality: int,
     metadata: Metadata | None = None,
-) -> bytes:
+) -> bytes | memoryview:
     """Encode BGR pixels (plus alpha where the format holds it) for a file of type ``suffix``,
     with ``metadata`` written in where the format holds it."""
     if suffix in EIGHT_BIT_ONLY and pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
         alpha = None if alpha is None else (alpha >> 8).astype(np.uint8)
-    if alpha is not None and suffix in (".png", ".tif", ".tiff", ".webp"):
+    if pixels.ndim == 3 and pixels.shape[2] == 4 and suffix not in ALPHA_FORMATS:
+        pixels = pixels[:, :, :3]
+    if alpha is not None and suffix in ALPHA_FORMATS:
         if alpha.dtype != pixels.dtype:
             alpha = alpha.astype(np.uint16) * 257 if pixels.dtype == np.uint16 else alpha >> 8
         pixels = np.dstack([pixels, alpha.astype(pixels.dtype)])
@@ -190,9 +207,8 @@ def encode_image(
     ok, encoded = cv2.imencode(suffix, pixels, params)
     if not ok:
         raise ImageError(f"could not encode as {suffix}")
-    data = encoded.tobytes()
-    if metadata:
-        height, width = pixels.shape[:2]
-        has_alpha = pixels.ndim == 3 and pixels.shape[2] == 4
-        data = embed_metadata(data, suffix, metadata, (width, height), has_alpha)
-    return data
+    if not metadata:
+        return encoded.data  # the encoder's buffer, not a copy
+    height, width = pixels.shape[:2]
+    has_alpha = pixels.ndim == 3 and pixels.shape[2] == 4
+    return embed_metadata(encoded.tobytes(), suffix, metadata, (width, height), has_alpha)

@@ -26,7 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from engine.color import bgr_to_lab, is_grayscale
-from engine.io import ImageError, Job, discover, encode_image, read_image, resolved
+from engine.io import (
+    ALPHA_FORMATS,
+    EIGHT_BIT_ONLY,
+    ImageError,
+    Job,
+    discover,
+    encode_image,
+    read_image,
+    resolved,
+)
+from engine.memory import DEFAULT_MAX_PIXELS, MemoryBudget, default_memory_budget, image_cost
 from engine.metadata import Metadata
 from engine.outputs import (
     LOG_PREFIX,
@@ -57,6 +67,11 @@ class RunOptions:
     """Skip inputs that already carry colour (archives mix colour files in)."""
     strip_metadata: bool = False
     """Leave out the inputs' ICC profile, EXIF, XMP and DPI (kept by default)."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Larger inputs are refused before decoding (decompression bombs)."""
+    memory_budget: int | None = None
+    """Bytes of images in flight (decoded, waiting, being written); default: a quarter of RAM.
+    One image larger than the budget still runs, alone."""
 
 
 @dataclass
@@ -119,12 +134,13 @@ class RunSummary:
 class _Prepared:
     job: Job
     target: Path
-    L: np.ndarray
+    pixels: np.ndarray
     x: np.ndarray
     dtype: np.dtype
     alpha: np.ndarray | None
     metadata: Metadata | None
     started: float
+    cost: int
 
 
 class _Recorder:
@@ -216,23 +232,29 @@ def run(
             claimed[key] = job.source
             todo.append((job, target))
 
-    def prepare(job: Job, target: Path) -> _Prepared:
+    def prepare(job: Job, target: Path, cost: int) -> _Prepared:
         t0 = time.perf_counter()
-        decoded = read_image(job.source, metadata=not options.strip_metadata)
+        decoded = read_image(
+            job.source, metadata=not options.strip_metadata, max_pixels=options.max_pixels
+        )
         if options.skip_color and has_colour(decoded.pixels):
             raise _AlreadyInColourError
         t1 = time.perf_counter()
-        L, x = colorizer.preprocess(decoded.pixels)
+        pixels, x = colorizer.preprocess(decoded.pixels)
         recorder.add_time("decode", t1 - t0)
         recorder.add_time("preprocess", time.perf_counter() - t1)
-        return _Prepared(job, target, L, x, decoded.dtype, decoded.alpha, decoded.metadata, t0)
+        return _Prepared(
+            job, target, pixels, x, decoded.dtype, decoded.alpha, decoded.metadata, t0, cost
+        )
 
     def finish(item: _Prepared, ab: np.ndarray) -> None:
         t0 = time.perf_counter()
-        image = colorizer.postprocess(item.L, ab, item.dtype)
-        t1 = time.perf_counter()
         suffix = item.target.suffix.lower()
-        data = encode_image(image, item.alpha, suffix, options.quality, item.metadata)
+        alpha = item.alpha if suffix in ALPHA_FORMATS else None
+        dtype = np.uint8 if suffix in EIGHT_BIT_ONLY else item.dtype
+        image = colorizer.postprocess(item.pixels, ab, dtype, alpha)
+        t1 = time.perf_counter()
+        data = encode_image(image, None, suffix, options.quality, item.metadata)
         write_atomic(item.target, data, root=output_dir, replace=options.overwrite)
         recorder.add_time("postprocess", t1 - t0)
         recorder.add_time("encode", time.perf_counter() - t1)
@@ -240,13 +262,16 @@ def run(
     lookahead = 2 * options.batch_size + workers  # images decoded ahead, and written behind
     slots = threading.BoundedSemaphore(lookahead)
 
+    budget = MemoryBudget(options.memory_budget or default_memory_budget())
+
     def on_written(item: _Prepared, future: Future) -> None:
         slots.release()
+        budget.give(item.cost)
         error = future.exception()
         seconds = round(time.perf_counter() - item.started, 4)
         if error is None:
             result = FileResult(str(item.job.source), str(item.target), "done", None, seconds)
-            recorder.add(result, pixels=item.L.size)
+            recorder.add(result, pixels=item.pixels.shape[0] * item.pixels.shape[1])
         elif isinstance(error, OutputAlreadyWrittenError):
             recorder.add(FileResult(str(item.job.source), None, "skipped", str(error), seconds))
         else:
@@ -256,7 +281,7 @@ def run(
 
     decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
     encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
-    pending: deque[tuple[Job, Future]] = deque()
+    pending: deque[tuple[Job, int, Future]] = deque()
     batch: list[_Prepared] = []
 
     batch_limit = options.batch_size
@@ -274,6 +299,7 @@ def run(
                 run_in_batches(items)
                 return
             for item in items:
+                budget.give(item.cost)
                 recorder.add(FileResult(str(item.job.source), None, "failed", _reason(exc)))
             return
         for item, item_ab in zip(items, ab, strict=True):
@@ -295,14 +321,23 @@ def run(
     try:
         while (todo or pending) and recorder.summary.stopped is None:
             while todo and len(pending) < lookahead:
-                job, target = todo.popleft()
-                pending.append((job, decode_pool.submit(prepare, job, target)))
-            job, future = pending.popleft()
+                job, target = todo[0]
+                cost = image_cost(job.source)
+                if not budget.try_take(cost):
+                    if pending:
+                        break  # the images being decoded move on first
+                    flush()  # batched images go on to be written, which frees memory
+                    budget.take(cost)
+                todo.popleft()
+                pending.append((job, cost, decode_pool.submit(prepare, job, target, cost)))
+            job, cost, future = pending.popleft()
             try:
                 batch.append(future.result())
             except _AlreadyInColourError:
+                budget.give(cost)
                 recorder.add(FileResult(str(job.source), None, "skipped", "already in colour"))
             except Exception as exc:
+                budget.give(cost)
                 recorder.add(FileResult(str(job.source), None, "failed", _reason(exc)))
             if len(batch) >= batch_limit or not (todo or pending):
                 flush()

@@ -20,7 +20,7 @@ import onnx
 import torch
 from torch import nn
 
-from engine.color import denormalize_ab, luminance, model_input
+from engine.color import denormalize_ab, image_model_input
 from engine.models import file_sha256, set_metadata_config
 from trainer.checkpoint import Checkpoint, load_checkpoint
 from trainer.model import ConvBlock, ResBlock, UNet
@@ -64,7 +64,7 @@ def parity_inputs(photos: Sequence[Path], size: int, norm) -> np.ndarray:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise ExportError(f"{path}: parity photo is not readable")
-        batch.append(model_input(luminance(image), size, norm))
+        batch.append(image_model_input(image, size, norm))
     if not batch:
         raise ExportError("no parity photos")
     return np.stack(batch)

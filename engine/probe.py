@@ -1,0 +1,115 @@
+"""Image dimensions from file headers, without decoding: for the pixel limit (decompression bombs
+are refused before any pixel is allocated) and for the pipeline's memory budget.
+
+JPEG (SOF), PNG (IHDR), TIFF (first page), BMP and WebP (VP8, VP8L, VP8X) are read; other files
+give None and are left to the decoder.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    width: int
+    height: int
+    bits: int = 8
+    """Bits per sample (8 or 16 where the header says; 8 when it does not)."""
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def probe(data) -> ImageShape | None:
+    """The shape in an image file's bytes (any buffer; only the header is touched)."""
+    view = memoryview(data).cast("B")
+    head = bytes(view[:32])
+    try:
+        if head.startswith(b"\xff\xd8"):
+            return _jpeg(view)
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            width, height, bits = struct.unpack(">IIB", head[16:25])
+            return ImageShape(width, height, bits)
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff(view)
+        if head.startswith(b"BM") and len(head) >= 26:
+            width, height = struct.unpack("<ii", head[18:26])
+            return ImageShape(abs(width), abs(height))
+        if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+            return _webp(head)
+    except (struct.error, IndexError, ValueError):
+        return None
+    return None
+
+
+def probe_file(path: Path) -> ImageShape | None:
+    """The shape of an image file, reading only its header pages (memory-mapped)."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return probe(mapped)
+    except (OSError, ValueError):  # unreadable, empty, not a regular file
+        return None
+
+
+def _jpeg(view: memoryview) -> ImageShape | None:
+    pos = 2
+    while pos + 9 < len(view):
+        if view[pos] != 0xFF:
+            return None
+        marker = view[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", view[pos + 2 : pos + 4])
+        if marker in _SOF_MARKERS:
+            bits, height, width = struct.unpack(">BHH", view[pos + 4 : pos + 9])
+            return ImageShape(width, height, bits)
+        if marker == 0xDA:
+            return None
+        pos += 2 + length
+    return None
+
+
+def _tiff(view: memoryview) -> ImageShape | None:
+    order = "<" if bytes(view[:2]) == b"II" else ">"
+    (offset,) = struct.unpack(order + "I", view[4:8])
+    (count,) = struct.unpack(order + "H", view[offset : offset + 2])
+    values = {}
+    for i in range(count):
+        entry = view[offset + 2 + 12 * i : offset + 14 + 12 * i]
+        tag, kind, n = struct.unpack(order + "HHI", entry[:8])
+        if tag in (256, 257, 258):
+            fmt = "H" if kind == 3 else "I"
+            at = 8
+            if struct.calcsize(fmt) * n > 4:  # a list elsewhere (bits of each sample): the first
+                (where,) = struct.unpack(order + "I", entry[8:12])
+                entry, at = view, where
+            values[tag] = struct.unpack(order + fmt, entry[at : at + struct.calcsize(fmt)])[0]
+    if 256 not in values or 257 not in values:
+        return None
+    return ImageShape(values[256], values[257], values.get(258, 8))
+
+
+def _webp(head: bytes) -> ImageShape | None:
+    kind = head[12:16]
+    if kind == b"VP8X":
+        width = int.from_bytes(head[24:27], "little") + 1
+        height = int.from_bytes(head[27:30], "little") + 1
+        return ImageShape(width, height)
+    if kind == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", head[26:30])
+        return ImageShape(width & 0x3FFF, height & 0x3FFF)
+    if kind == b"VP8L" and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return ImageShape((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    return None
