@@ -113,6 +113,13 @@ def colorize_command(
             "--skip-color", help="Skip inputs that are already in colour (logged as skipped)."
         ),
     ] = False,
+    all_pages: Annotated[
+        bool,
+        typer.Option(
+            "--all-pages",
+            help="Colorize every page of multi-page TIFFs, each to its own file (scan_page001.tif, scan_page002.tif, …). Default: the first page, to scan.tif.",
+        ),
+    ] = False,
     strip_metadata: Annotated[
         bool,
         typer.Option(
@@ -185,7 +192,7 @@ def colorize_command(
         fail(str(exc))
     options = RunOptions(
         output, fmt, overwrite, batch_size, workers, quality, skip_color, strip_metadata,
-        max_pixels=round(max_pixels * 1e6),
+        max_pixels=round(max_pixels * 1e6), all_pages=all_pages,
         memory_budget=memory_budget * 1_000_000 if memory_budget else None,
     )  # fmt: skip
     try:
@@ -208,7 +215,7 @@ def colorize_command(
         def on_result(result) -> None:
             if result.status == "failed":
                 progress.console.print(
-                    f"[red]failed[/red] {result.source}: {result.reason}",
+                    f"[red]failed[/red] {result}: {result.reason}",
                     highlight=False, soft_wrap=True,
                 )  # fmt: skip
             done = progress.tasks[0].completed + 1

@@ -32,6 +32,11 @@ class Job:
 
     source: Path
     relative: Path
+    page: int | None = None
+    """With ``--all-pages``: which page of a multi-page file (0-based); None: the first."""
+
+    def __str__(self) -> str:
+        return str(self.source) if self.page is None else f"{self.source} (page {self.page + 1})"
 
 
 def resolved(path: Path) -> Path:
@@ -123,12 +128,15 @@ def _truncation(data: np.ndarray) -> str | None:
     return None
 
 
-def read_image(path: Path, metadata: bool = False, max_pixels: int | None = None) -> Decoded:
+def read_image(
+    path: Path, metadata: bool = False, max_pixels: int | None = None, page: int | None = None
+) -> Decoded:
     """Decode an image file (8/16-bit, gray/colour, alpha kept, EXIF orientation applied).
 
     With ``metadata``, the file's ICC profile, EXIF, XMP and DPI come along
     (:mod:`engine.metadata`). An image of more than ``max_pixels`` pixels is refused, from its
-    header where it can be read (before any pixel is allocated).
+    header where it can be read (before any pixel is allocated). ``page`` picks a page of a
+    multi-page TIFF (default: the first).
     """
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -156,7 +164,12 @@ def read_image(path: Path, metadata: bool = False, max_pixels: int | None = None
     shape = probe(data)
     if max_pixels and shape and shape.pixels > max_pixels:
         _refuse_size(shape.width, shape.height, max_pixels)
-    if _png_has_alpha(data[:32].tobytes()):
+    if page:
+        ok, pages = cv2.imdecodemulti(
+            data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH, None, (page, page + 1)
+        )
+        image = pages[0] if ok and pages else None
+    elif _png_has_alpha(data[:32].tobytes()):
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     else:  # ANYCOLOR|ANYDEPTH keeps gray and 16-bit and applies EXIF orientation
         image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
@@ -166,7 +179,7 @@ def read_image(path: Path, metadata: bool = False, max_pixels: int | None = None
         _refuse_size(image.shape[1], image.shape[0], max_pixels)
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"unsupported sample type {image.dtype} (8 or 16-bit integers only)")
-    meta = read_metadata(data) if metadata else None
+    meta = read_metadata(data, page or 0) if metadata else None
     if image.ndim == 3 and image.shape[2] == 4:
         return Decoded(image[:, :, :3], image[:, :, 3], meta)
     if image.ndim == 3 and image.shape[2] == 2:

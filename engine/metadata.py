@@ -19,6 +19,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from engine.probe import tiff_ifd_offsets
+
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_PNG_KEY = b"XML:com.adobe.xmp"
 _ICC_JPEG = b"ICC_PROFILE\x00"
@@ -56,10 +58,11 @@ class Metadata:
 # ---------------------------------------------------------------------------------- reading
 
 
-def read_metadata(data) -> Metadata:
+def read_metadata(data, page: int = 0) -> Metadata:
     """The metadata in an encoded image file's bytes (empty when there is none or it is broken).
 
-    ``data``: bytes or any buffer (a numpy uint8 array); it is not copied.
+    ``data``: bytes or any buffer (a numpy uint8 array); it is not copied. ``page``: which page
+    of a multi-page TIFF.
     """
     data = memoryview(data).cast("B")
     head = bytes(data[:8])
@@ -74,7 +77,10 @@ def read_metadata(data) -> Metadata:
         if head.startswith(magic):
             meta = Metadata()
             with contextlib.suppress(*_BROKEN):
-                reader(data, meta)  # keeps what was read before a broken block
+                if reader is _read_tiff:
+                    _read_tiff(data, meta, page)
+                else:
+                    reader(data, meta)  # keeps what was read before a broken block
             _tidy(meta)
             return meta
     return Metadata()
@@ -161,10 +167,10 @@ def _read_png(data: bytes, meta: Metadata) -> None:
             break
 
 
-def _tiff_tags(data: bytes) -> dict[int, tuple[int, int, bytes]]:
-    """The first IFD of a classic TIFF structure: tag → (type, count, raw value bytes)."""
+def _tiff_tags(data: bytes, page: int = 0) -> dict[int, tuple[int, int, bytes]]:
+    """One IFD of a classic TIFF structure: tag → (type, count, raw value bytes)."""
     order = _byte_order(data)
-    (offset,) = struct.unpack(order + "I", data[4:8])
+    offset = tiff_ifd_offsets(data, limit=page + 1)[page]
     (count,) = struct.unpack(order + "H", data[offset : offset + 2])
     tags = {}
     for i in range(count):
@@ -205,10 +211,10 @@ def _tiff_dpi(tags: dict[int, tuple[int, int, bytes]], order: str) -> tuple | No
     return (values[0], values[1]) if unit == 2 else None
 
 
-def _read_tiff(data: bytes, meta: Metadata) -> None:
+def _read_tiff(data: bytes, meta: Metadata, page: int = 0) -> None:
     if bytes(data[2:4]) in (b"+\x00", b"\x00+"):
         return  # BigTIFF: not read
-    tags = _tiff_tags(data)
+    tags = _tiff_tags(data, page)
     meta.dpi = _tiff_dpi(tags, _byte_order(data))
     if _TAG_ICC in tags:
         meta.icc = tags[_TAG_ICC][2]

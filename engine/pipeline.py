@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from engine.outputs import (
     remove_stale_temps,
     write_atomic,
 )
+from engine.probe import count_pages
 from engine.system import available_cores
 
 
@@ -69,6 +70,8 @@ class RunOptions:
     """Leave out the inputs' ICC profile, EXIF, XMP and DPI (kept by default)."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Larger inputs are refused before decoding (decompression bombs)."""
+    all_pages: bool = False
+    """Every page of multi-page TIFFs (outputs ``name_page001.tif``, …); default: the first."""
     memory_budget: int | None = None
     """Bytes of images in flight (decoded, waiting, being written); default: a quarter of RAM.
     One image larger than the budget still runs, alone."""
@@ -83,6 +86,16 @@ class FileResult:
     status: str  # done | skipped | failed
     reason: str | None = None
     seconds: float = 0.0
+    page: int | None = None
+    """The page (1-based) of a multi-page file under ``--all-pages``."""
+
+    def __str__(self) -> str:
+        return self.source if self.page is None else f"{self.source} (page {self.page})"
+
+
+def _result(job: Job, output, status: str, reason: str | None = None, seconds: float = 0.0):
+    page = None if job.page is None else job.page + 1
+    return FileResult(str(job.source), output and str(output), status, reason, seconds, page)
 
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
@@ -188,7 +201,21 @@ def plan(inputs: Sequence[str | Path], options: RunOptions) -> list[tuple[Job, P
     output_dir = Path(options.output_dir)
     jobs = discover(inputs, exclude=previous_outputs(output_dir))
     sources = {resolved(job.source) for job in jobs}
-    return [(job, output_path(job, output_dir, options.fmt, sources)) for job in jobs]
+    planned = []
+    for job in jobs:
+        pages = count_pages(job.source) if options.all_pages and is_tiff(job.source) else 1
+        if pages == 1:
+            planned.append((job, output_path(job, output_dir, options.fmt, sources)))
+            continue
+        for page in range(pages):
+            paged = replace(job, page=page)
+            suffix = f"_page{page + 1:03d}"
+            planned.append((paged, output_path(paged, output_dir, options.fmt, sources, suffix)))
+    return planned
+
+
+def is_tiff(path: Path) -> bool:
+    return path.suffix.lower() in (".tif", ".tiff")
 
 
 def run(
@@ -224,10 +251,10 @@ def run(
             reason = (
                 f"output {target} is also the output of {claimed[key]}; rename one or use --format"
             )
-            recorder.add(FileResult(str(job.source), None, "failed", reason))
+            recorder.add(_result(job, None, "failed", reason))
         elif target.exists() and not options.overwrite:
             claimed[key] = job.source
-            recorder.add(FileResult(str(job.source), str(target), "skipped", "output exists"))
+            recorder.add(_result(job, target, "skipped", "output exists"))
         else:
             claimed[key] = job.source
             todo.append((job, target))
@@ -235,7 +262,7 @@ def run(
     def prepare(job: Job, target: Path, cost: int) -> _Prepared:
         t0 = time.perf_counter()
         decoded = read_image(
-            job.source, metadata=not options.strip_metadata, max_pixels=options.max_pixels
+            job.source, not options.strip_metadata, options.max_pixels, job.page
         )
         if options.skip_color and has_colour(decoded.pixels):
             raise _AlreadyInColourError
@@ -270,14 +297,14 @@ def run(
         error = future.exception()
         seconds = round(time.perf_counter() - item.started, 4)
         if error is None:
-            result = FileResult(str(item.job.source), str(item.target), "done", None, seconds)
+            result = _result(item.job, item.target, "done", None, seconds)
             recorder.add(result, pixels=item.pixels.shape[0] * item.pixels.shape[1])
         elif isinstance(error, OutputAlreadyWrittenError):
-            recorder.add(FileResult(str(item.job.source), None, "skipped", str(error), seconds))
+            recorder.add(_result(item.job, None, "skipped", str(error), seconds))
         else:
             if isinstance(error, OutputUnwritableError):
                 recorder.stop(str(error))
-            recorder.add(FileResult(str(item.job.source), None, "failed", _reason(error), seconds))
+            recorder.add(_result(item.job, None, "failed", _reason(error), seconds))
 
     decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
     encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
@@ -300,7 +327,7 @@ def run(
                 return
             for item in items:
                 budget.give(item.cost)
-                recorder.add(FileResult(str(item.job.source), None, "failed", _reason(exc)))
+                recorder.add(_result(item.job, None, "failed", _reason(exc)))
             return
         for item, item_ab in zip(items, ab, strict=True):
             slots.acquire()
@@ -335,10 +362,10 @@ def run(
                 batch.append(future.result())
             except _AlreadyInColourError:
                 budget.give(cost)
-                recorder.add(FileResult(str(job.source), None, "skipped", "already in colour"))
+                recorder.add(_result(job, None, "skipped", "already in colour"))
             except Exception as exc:
                 budget.give(cost)
-                recorder.add(FileResult(str(job.source), None, "failed", _reason(exc)))
+                recorder.add(_result(job, None, "failed", _reason(exc)))
             if len(batch) >= batch_limit or not (todo or pending):
                 flush()
         if recorder.summary.stopped is None:

@@ -113,3 +113,27 @@ def _webp(head: bytes) -> ImageShape | None:
         bits = int.from_bytes(head[21:25], "little")
         return ImageShape((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
     return None
+
+
+def tiff_ifd_offsets(data, limit: int = 100_000) -> list[int]:
+    """Offsets of the IFDs (pages) of a classic TIFF structure, in order."""
+    order = "<" if bytes(data[:2]) == b"II" else ">"
+    offsets: list[int] = []
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    while offset and offset not in offsets and len(offsets) < limit:
+        offsets.append(offset)
+        (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+        end = offset + 2 + 12 * count
+        (offset,) = struct.unpack(order + "I", data[end : end + 4])
+    return offsets
+
+
+def count_pages(path: Path) -> int:
+    """Pages of a multi-page TIFF (1 for other files, and for files that cannot be read)."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            if bytes(mapped[:4]) not in (b"II*\x00", b"MM\x00*"):
+                return 1
+            return max(1, len(tiff_ifd_offsets(memoryview(mapped))))
+    except (OSError, ValueError, struct.error):
+        return 1

@@ -11,6 +11,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from engine.cli import app
+from engine.color import luminance
 from tests.corpus import make_corpus
 
 runner = CliRunner()
@@ -85,3 +86,30 @@ def test_outputs_never_escape_the_output_folder(tmp_path):
     assert "would be written outside the output folder" in result.output
     assert not list(elsewhere.iterdir())
     assert (out / "b.png").is_file()
+
+
+def test_all_pages_of_a_multi_page_tiff(tmp_path):
+    pages = [np.full((40, 60), v, np.uint8) for v in (40, 120)] + [np.full((30, 20), 200, np.uint8)]
+    ok, data = cv2.imencodemulti(".tif", pages)
+    assert ok
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "album.tif").write_bytes(data.tobytes())
+    cv2.imwrite(str(tmp_path / "in" / "single.tif"), pages[0])
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["colorize", str(tmp_path / "in"), "-o", str(out / "first")])
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in (out / "first").glob("*.tif")) == ["album.tif", "single.tif"]
+    result = runner.invoke(
+        app, ["colorize", str(tmp_path / "in"), "-o", str(out / "all"), "--all-pages", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (out / "all").glob("*.tif"))
+    assert names == ["album_page001.tif", "album_page002.tif", "album_page003.tif", "single.tif"]
+    for name, page in zip(names[:3], pages, strict=True):
+        produced = cv2.imread(str(out / "all" / name), cv2.IMREAD_UNCHANGED)
+        assert produced.shape[:2] == page.shape
+        kept = luminance(produced).mean() - luminance(page).mean()
+        assert abs(kept) < 0.5  # each page's own L, kept
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
+    assert sorted(r["page"] for r in records if r["page"]) == [1, 2, 3]
