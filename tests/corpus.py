@@ -69,6 +69,8 @@ def make_corpus(root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, str]]
     good["tiff/two pages.tif"] = (h, w)  # first page by default
     put("tiff/rgb16.tif", cv2.imencode(".tif", _photo(4).astype(np.uint16) * 257)[1].tobytes(),
         _photo(4).shape[:2])  # fmt: skip
+    put("tiff/gray16.tif", cv2.imencode(".tif", gray.astype(np.uint16) * 257 + 100)[1].tobytes(),
+        (h, w))  # fmt: skip
     put("other/scan.bmp", cv2.imencode(".bmp", gray)[1].tobytes(), (h, w))
     put("other/scan.webp", cv2.imencode(".webp", gray)[1].tobytes(), (h, w))
     put(
@@ -79,6 +81,11 @@ def make_corpus(root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, str]]
     put("other/tiny 3x2.png", cv2.imencode(".png", gray[:2, :3].copy())[1].tobytes(), (2, 3))
     put("other/фото ünïcode.jpg", cv2.imencode(".jpg", gray)[1].tobytes(), (h, w))
     put("other/png named.jpg", cv2.imencode(".png", gray)[1].tobytes(), (h, w))
+
+    # two inputs, one output name: the first (in sorted order) gets it, the second is reported
+    put("other/dup.PNG", cv2.imencode(".png", gray)[1].tobytes(), (h, w))
+    put("other/dup.png", cv2.imencode(".png", gray)[1].tobytes())
+    bad["other/dup.png"] = "is also the output of"
 
     baseline = (root / "jpeg/baseline.jpg").read_bytes()
     put("bad/empty.jpg", b"")

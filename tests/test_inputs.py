@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.color import luminance
+from engine.io import read_image
 from tests.corpus import make_corpus
 
 runner = CliRunner()
@@ -35,12 +36,18 @@ def test_a_folder_of_good_and_bad_inputs(tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert (summary["done"], summary["failed"]) == (len(good), len(bad))
     for name, shape in good.items():
-        produced = cv2.imread(str((out / name).with_suffix(Path(name).suffix.lower())),
-                              cv2.IMREAD_UNCHANGED)  # fmt: skip
-        assert produced is not None, name
-        assert produced.shape[:2] == shape, name
-    assert cv2.imread(str(out / "png/gray16.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
-    assert cv2.imread(str(out / "png/rgba.png"), cv2.IMREAD_UNCHANGED).shape[2] == 4
+        produced = read_image(out / Path(name).with_suffix(Path(name).suffix.lower()))
+        assert produced.pixels.shape[:2] == shape, name
+        source = read_image(corpus / name).pixels  # EXIF orientation applied, like the engine
+        change = np.abs(luminance(produced.pixels) - luminance(source)).mean()
+        lossy = Path(name).suffix.lower() in (".jpg", ".webp")
+        assert change < (0.6 if lossy else 0.2), (name, change)  # L kept (8-bit level: 0.39)
+        assert produced.dtype == source.dtype, name  # 16-bit inputs give 16-bit outputs
+    rgba_in = cv2.imread(str(corpus / "png/rgba.png"), cv2.IMREAD_UNCHANGED)
+    rgba_out = cv2.imread(str(out / "png/rgba.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(rgba_out[:, :, 3], rgba_in[:, :, 3])  # alpha carried unchanged
+    gray_alpha = read_image(out / "png/gray+alpha.png")
+    assert gray_alpha.alpha is not None
     records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
     reasons = {
         str(Path(r["source"]).relative_to(corpus)): r["reason"]
