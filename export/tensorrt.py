@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from engine.models import file_sha256, onnx_config
+from engine.outputs import write_atomic
 from engine.system import cache_dir as system_cache_dir
 from engine.system import gpu_info
 
@@ -109,13 +109,6 @@ def default_plan_path(key: dict) -> Path:
     return cache_dir() / f"{name}.plan"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _cached(plan: Path, key: dict) -> str | None:
     """None when ``plan`` can be reused for ``key``, else why it cannot."""
     key_file = plan.with_suffix(".json")
@@ -165,7 +158,7 @@ def _build(model: Path, module: ModuleType, runtime: str, options: BuildOptions)
     if plan is None:
         raise TensorRTError(f"{model}: {runtime} {module.__version__} failed to build an engine")
     if timing_file is not None:
-        _write_atomic(timing_file, bytes(memoryview(config.get_timing_cache().serialize())))
+        write_atomic(timing_file, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(plan))
 
 
@@ -188,8 +181,8 @@ def build_engine(
         return BuildReport(plan, key, True, 0.0, f"cache hit: {plan}")
     started = time.perf_counter()
     data = _build(model, module, runtime, options)
-    _write_atomic(plan, data)
-    _write_atomic(plan.with_suffix(".json"), (json.dumps(key, indent=2) + "\n").encode())
+    write_atomic(plan, data)
+    write_atomic(plan.with_suffix(".json"), (json.dumps(key, indent=2) + "\n").encode())
     seconds = time.perf_counter() - started
     message = f"built {plan} in {seconds:.1f}s ({reason})"
     return BuildReport(plan, key, False, seconds, message)

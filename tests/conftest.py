@@ -12,6 +12,16 @@ DATA = Path(__file__).parent / "data"
 PHOTOS = DATA / "photos"
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """``slow`` tests (minutes: the soak, a 300-megapixel scan) run only with ``-m slow``."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow (minutes): run with `pytest -m slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def photo_paths() -> list[Path]:
     return sorted(PHOTOS.rglob("*.jpg"))
 

@@ -34,6 +34,23 @@ def _jpeg_with_orientation(gray: np.ndarray, orientation: int) -> bytes:
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
 
 
+def _ycck_jpeg(bgr: np.ndarray) -> bytes:
+    """An Adobe YCCK JPEG: Pillow writes four channels untransformed, so we store Y, Cb, Cr of
+    the inverted CMY with K, and set the Adobe marker's transform byte to 2 (YCCK)."""
+    cmyk = np.asarray(Image.fromarray(bgr[:, :, ::-1]).convert("CMYK")).astype(np.float32)
+    r, g, b = (255 - cmyk[..., i] for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    planes = np.dstack([y, cb, cr, cmyk[..., 3]])
+    encoded = io.BytesIO()
+    Image.fromarray(np.clip(planes, 0, 255).round().astype(np.uint8), "CMYK").save(encoded, "JPEG")
+    data = bytearray(encoded.getvalue())
+    adobe = data.index(b"\xff\xee\x00\x0eAdobe")
+    data[adobe + 15] = 2
+    return bytes(data)
+
+
 def make_corpus(root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
     root.mkdir(parents=True, exist_ok=True)
     good: dict[str, tuple[int, int]] = {}
@@ -54,6 +71,7 @@ def make_corpus(root: Path) -> tuple[dict[str, tuple[int, int]], dict[str, str]]
     cmyk = io.BytesIO()
     Image.fromarray(_photo(1)[:, :, ::-1]).convert("CMYK").save(cmyk, "JPEG")
     put("jpeg/cmyk.jpg", cmyk.getvalue(), _photo(1).shape[:2])
+    put("jpeg/ycck.jpg", _ycck_jpeg(_photo(1)), _photo(1).shape[:2])
     put("png/gray16.png", cv2.imencode(".png", gray.astype(np.uint16) * 257)[1].tobytes(), (h, w))
     palette = io.BytesIO()
     Image.fromarray(_photo(2)[:, :, ::-1]).convert("P").save(palette, "PNG")

@@ -43,6 +43,8 @@ def test_a_folder_of_good_and_bad_inputs(tmp_path):
         lossy = Path(name).suffix.lower() in (".jpg", ".webp")
         assert change < (0.6 if lossy else 0.2), (name, change)  # L kept (8-bit level: 0.39)
         assert produced.dtype == source.dtype, name  # 16-bit inputs give 16-bit outputs
+    cmyk, ycck = (read_image(corpus / f"jpeg/{n}.jpg").pixels for n in ("cmyk", "ycck"))
+    assert np.abs(cmyk.astype(int) - ycck).mean() < 4  # both decode to the same photo
     rgba_in = cv2.imread(str(corpus / "png/rgba.png"), cv2.IMREAD_UNCHANGED)
     rgba_out = cv2.imread(str(out / "png/rgba.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(rgba_out[:, :, 3], rgba_in[:, :, 3])  # alpha carried unchanged
