@@ -64,7 +64,7 @@ def colorize_command(
         typer.Option(
             "--model",
             "-m",
-            help="Shipped model name or category (see `engine models`), or a path to a .onnx model. Default: the general model.",
+            help="Shipped model name or category (see `engine models`), 'auto' (a small classifier picks the landscape, people or general model for each photo), or a path to a .onnx model. Default: the general model.",
         ),
     ] = None,
     backend: Annotated[
@@ -173,8 +173,8 @@ def colorize_command(
     the output folder became full or read-only, 130 interrupted (Ctrl-C). Writes in flight are
     finished before stopping; rerunning the same command resumes where the run stopped.
     """
+    from engine.auto import create_colorizer
     from engine.backends import BackendError
-    from engine.colorizer import Colorizer
     from engine.models import ModelError
     from engine.outputs import OutputUnwritableError, prepare_output_dir
     from engine.pipeline import RunOptions, plan, run
@@ -184,7 +184,7 @@ def colorize_command(
     if size is not None and size % 4:
         fail(f"--size {size}: must be divisible by 4")
     try:
-        colorizer = Colorizer(
+        colorizer = create_colorizer(
             model, backend, size=size, boost=parse_boost(boost), threads=threads,
             precision=precision,
         )  # fmt: skip

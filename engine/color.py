@@ -242,6 +242,11 @@ def _outside(linear: np.ndarray) -> np.ndarray:
     return (cv2.inRange(flat, low, high) == 0).reshape(linear.shape[:-1])
 
 
+def out_of_gamut(lab: np.ndarray) -> np.ndarray:
+    """Boolean mask of LAB pixels (``…×3``) that no sRGB colour has (before any gamut fitting)."""
+    return _outside(_linear_bgr_unclipped(lab))
+
+
 _TABLE_L_STEPS, _TABLE_HUES = 400, 720
 
 

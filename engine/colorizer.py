@@ -59,7 +59,14 @@ class Colorizer:
         """
         return pixels, image_model_input(pixels, self.size, self.config.normalization)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def route(self, pixels: np.ndarray) -> str | None:
+        """Which model colorizes ``pixels``: always this one (see ``engine.auto``)."""
+        return None
+
+    def model_name(self, route: str | None = None) -> str:
+        return self.spec.name
+
+    def infer(self, batch: np.ndarray, route: str | None = None) -> np.ndarray:
         """Model inputs ``N×1×s×s`` → normalised ab ``N×2×s×s``."""
         return self.backend.run(batch)
 
@@ -69,6 +76,7 @@ class Colorizer:
         ab: np.ndarray,
         dtype: np.dtype,
         alpha: np.ndarray | None = None,
+        route: str | None = None,
     ) -> np.ndarray:
         """The input's pixels (or its L plane) and predicted ab → BGR image of ``dtype``, BGRA
         with ``alpha``; the input's L is kept exactly."""

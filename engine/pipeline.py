@@ -88,14 +88,20 @@ class FileResult:
     seconds: float = 0.0
     page: int | None = None
     """The page (1-based) of a multi-page file under ``--all-pages``."""
+    model: str | None = None
+    """The model that colorized it (with ``--model auto``, the one its category chose)."""
 
     def __str__(self) -> str:
         return self.source if self.page is None else f"{self.source} (page {self.page})"
 
 
-def _result(job: Job, output, status: str, reason: str | None = None, seconds: float = 0.0):
+def _result(
+    job: Job, output, status: str, reason: str | None = None, seconds: float = 0.0, model=None
+) -> FileResult:
     page = None if job.page is None else job.page + 1
-    return FileResult(str(job.source), output and str(output), status, reason, seconds, page)
+    return FileResult(
+        str(job.source), output and str(output), status, reason, seconds, page, model
+    )
 
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
@@ -154,6 +160,8 @@ class _Prepared:
     metadata: Metadata | None
     started: float
     cost: int
+    route: str | None = None
+    """Which of the colorizer's models takes it (``--model auto``); None: the only one."""
 
 
 class _Recorder:
@@ -268,18 +276,20 @@ def run(
             raise _AlreadyInColourError
         t1 = time.perf_counter()
         pixels, x = colorizer.preprocess(decoded.pixels)
+        route = colorizer.route(decoded.pixels)
         recorder.add_time("decode", t1 - t0)
         recorder.add_time("preprocess", time.perf_counter() - t1)
         return _Prepared(
-            job, target, pixels, x, decoded.dtype, decoded.alpha, decoded.metadata, t0, cost
-        )
+            job, target, pixels, x, decoded.dtype, decoded.alpha, decoded.metadata, t0, cost,
+            route,
+        )  # fmt: skip
 
     def finish(item: _Prepared, ab: np.ndarray) -> None:
         t0 = time.perf_counter()
         suffix = item.target.suffix.lower()
         alpha = item.alpha if suffix in ALPHA_FORMATS else None
         dtype = np.uint8 if suffix in EIGHT_BIT_ONLY else item.dtype
-        image = colorizer.postprocess(item.pixels, ab, dtype, alpha)
+        image = colorizer.postprocess(item.pixels, ab, dtype, alpha, route=item.route)
         t1 = time.perf_counter()
         data = encode_image(image, None, suffix, options.quality, item.metadata)
         write_atomic(item.target, data, root=output_dir, replace=options.overwrite)
@@ -297,7 +307,8 @@ def run(
         error = future.exception()
         seconds = round(time.perf_counter() - item.started, 4)
         if error is None:
-            result = _result(item.job, item.target, "done", None, seconds)
+            model = colorizer.model_name(item.route)
+            result = _result(item.job, item.target, "done", None, seconds, model)
             recorder.add(result, pixels=item.pixels.shape[0] * item.pixels.shape[1])
         elif isinstance(error, OutputAlreadyWrittenError):
             recorder.add(_result(item.job, None, "skipped", str(error), seconds))
@@ -309,7 +320,8 @@ def run(
     decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
     encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
     pending: deque[tuple[Job, int, Future]] = deque()
-    batch: list[_Prepared] = []
+    batches: dict[str | None, list[_Prepared]] = {}
+    """Decoded images waiting for the backend, per model (one list unless ``--model auto``)."""
 
     batch_limit = options.batch_size
 
@@ -318,7 +330,7 @@ def run(
         nonlocal batch_limit
         try:
             t0 = time.perf_counter()
-            ab = colorizer.infer(np.stack([item.x for item in items]))
+            ab = colorizer.infer(np.stack([item.x for item in items]), route=items[0].route)
             recorder.add_time("inference", time.perf_counter() - t0)
         except Exception as exc:  # a backend failure fails this batch's files, not the run
             if is_out_of_memory(exc) and len(items) > 1:
@@ -341,9 +353,11 @@ def run(
             infer(items[start : start + size])
             start += size
 
-    def flush() -> None:
-        run_in_batches(batch)
-        batch.clear()
+    def flush(route=..., full_only: bool = False) -> None:
+        """Send waiting images to the backend: one model's (``route``) or all."""
+        for key in list(batches) if route is ... else [route]:
+            if not full_only or len(batches[key]) >= batch_limit:
+                run_in_batches(batches.pop(key))
 
     try:
         while (todo or pending) and recorder.summary.stopped is None:
@@ -359,14 +373,16 @@ def run(
                 pending.append((job, cost, decode_pool.submit(prepare, job, target, cost)))
             job, cost, future = pending.popleft()
             try:
-                batch.append(future.result())
+                item = future.result()
+                batches.setdefault(item.route, []).append(item)
+                flush(item.route, full_only=True)
             except _AlreadyInColourError:
                 budget.give(cost)
                 recorder.add(_result(job, None, "skipped", "already in colour"))
             except Exception as exc:
                 budget.give(cost)
                 recorder.add(_result(job, None, "failed", _reason(exc)))
-            if len(batch) >= batch_limit or not (todo or pending):
+            if not (todo or pending):
                 flush()
         if recorder.summary.stopped is None:
             flush()

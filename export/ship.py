@@ -20,6 +20,33 @@ from trainer.checkpoint import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "trainer" / "checkpoints"
 DEFAULT_MODEL = "seed-general"
+AUTO_MODELS = {"general": "seed-general", "landscape": "seed-landscape", "people": "seed-people"}
+"""``--model auto``: the model each category of the classifier sends its photos to."""
+CLASSIFIER = "category-classifier.onnx"
+
+
+def auto_entry(models_dir: Path = MODELS_DIR) -> dict:
+    """The manifest's ``auto`` section: the classifier (sha256, its report) and the table."""
+    import onnx
+
+    from engine.models import METADATA_KEY
+
+    path = models_dir / CLASSIFIER
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return {
+        "classifier": CLASSIFIER,
+        "classifier_sha256": file_sha256(path),
+        "classifier_report": json.loads(meta[METADATA_KEY]).get("report", {}),
+        "models": AUTO_MODELS,
+    }
+
+
+def update_auto(models_dir: Path = MODELS_DIR) -> dict:
+    """Rewrite only the ``auto`` section of an existing manifest (after ``trainer classifier``)."""
+    manifest = json.loads((models_dir / MANIFEST.name).read_text())
+    manifest["auto"] = auto_entry(models_dir)
+    (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
 
 
 def _figures(category: str) -> dict:
@@ -105,7 +132,7 @@ def ship(
                 variant["category"] = config["category"]
                 models.append(variant)
                 print(f"  {variant['name']}: {variant['accuracy_vs_fp32']}")
-    manifest = {"default": DEFAULT_MODEL, "models": models}
+    manifest = {"default": DEFAULT_MODEL, "models": models, "auto": auto_entry(models_dir)}
     (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -115,4 +142,9 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calib", type=Path, help="photos to calibrate INT8 on (training set)")
-    ship(calib_dir=parser.parse_args().calib)
+    parser.add_argument("--auto-only", action="store_true", help="only refresh the auto table")
+    args = parser.parse_args()
+    if args.auto_only:
+        update_auto()
+    else:
+        ship(calib_dir=args.calib)

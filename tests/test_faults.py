@@ -249,11 +249,11 @@ class _OutOfMemoryAbove:
     def __getattr__(self, name):
         return getattr(self.colorizer, name)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def infer(self, batch: np.ndarray, route: str | None = None) -> np.ndarray:
         self.batches.append(len(batch))
         if len(batch) > self.limit:
             raise RuntimeError(self.message)
-        return self.colorizer.infer(batch)
+        return self.colorizer.infer(batch, route)
 
 
 @pytest.mark.parametrize(

@@ -270,6 +270,31 @@ def strip_command(
     console.print(f"wrote {out} ({len(ckpt.weights)} tensors)")
 
 
+@app.command("classifier")
+def classifier_command(
+    data: Annotated[
+        Path, typer.Argument(help="Photos in {general,landscape,people}/ (see fetch-data).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the classifier (.onnx).")
+    ] = Path("engine/models/category-classifier.onnx"),
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 60,
+    val_fraction: Annotated[
+        float, typer.Option(help="Validation share of the hash split (as in train).")
+    ] = 0.15,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the category classifier behind `engine colorize --model auto` and export it."""
+    from trainer.classifier import train_classifier
+
+    try:
+        report = train_classifier(data, out, epochs, val_fraction, seed)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print_json(json.dumps(report.__dict__))
+    console.print(f"wrote {out}")
+
+
 @app.command("fetch-data")
 def fetch_data_command(
     dest: Annotated[

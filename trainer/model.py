@@ -10,6 +10,11 @@
     head   conv1×1(32→2) → tanh
 
 Input: normalised L ``N×1×H×W`` (H, W divisible by 2**depth); output: normalised ab ``N×2×H×W``.
+
+The ``vivid`` preset has the same trunk with a classification head (``head="classes"``):
+conv1×1(32→Q) gives logits over Q quantised ab colours (:mod:`trainer.bins`), and the forward
+pass decodes them to ab by the annealed mean (softmax at temperature T, then a 1×1 convolution
+with the class centres), so its exported graph has the same input and output as ``seed``'s.
 """
 
 from __future__ import annotations
@@ -59,6 +64,10 @@ class UNetConfig:
     bottleneck_res_blocks: int = 1
     in_channels: int = 1
     out_channels: int = 2
+    head: str = "regression"
+    """``regression`` (conv → tanh → ab) or ``classes`` (logits over ab classes, decoded)."""
+    temperature: float = 0.38
+    """Annealed-mean temperature of the ``classes`` head."""
 
     @property
     def depth(self) -> int:
@@ -75,6 +84,7 @@ class UNetConfig:
 
 PRESETS: dict[str, UNetConfig] = {
     "seed": UNetConfig(widths=(32, 64, 128), bottleneck_res_blocks=1),
+    "vivid": UNetConfig(widths=(32, 64, 128), bottleneck_res_blocks=1, head="classes"),
 }
 """Named architectures. ``seed`` is the paper's Table I (1,002,306 parameters)."""
 
@@ -103,9 +113,30 @@ class UNet(nn.Module):
         for deeper, width in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
             self.ups.append(nn.ConvTranspose2d(deeper, width, kernel_size=2, stride=2))
             self.decoders.append(ConvBlock(2 * width, width))
-        self.head = nn.Conv2d(widths[0], config.out_channels, kernel_size=1)
+        if config.head == "classes":
+            from trainer.bins import bin_centres
+
+            centres = torch.from_numpy(bin_centres() / 128.0)  # normalised ab (SEED ab scale)
+            self.head = nn.Conv2d(widths[0], len(centres), kernel_size=1)
+            self.register_buffer("decode_weight", centres.T.reshape(2, -1, 1, 1).contiguous())
+        elif config.head == "regression":
+            self.head = nn.Conv2d(widths[0], config.out_channels, kernel_size=1)
+        else:
+            raise ValueError(f"unknown head {config.head!r}: regression or classes")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised L → normalised ab (decoded from the classes for a ``classes`` head)."""
+        if self.config.head == "regression":
+            return torch.tanh(self.head(self.features(x)))
+        probabilities = torch.softmax(self.logits(x) / self.config.temperature, dim=1)
+        return nn.functional.conv2d(probabilities, self.decode_weight)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``classes`` head's raw scores ``N×Q×H×W`` (what training's cross-entropy sees)."""
+        return self.head(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk: everything before the head."""
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
@@ -114,7 +145,7 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
             x = decoder(torch.cat([up(x), skip], dim=1))
-        return torch.tanh(self.head(x))
+        return x
 
     def stage_names(self) -> list[str]:
         """Names of the modules whose outputs are Table I's rows, in order."""

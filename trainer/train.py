@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engine.color import SEED_NORMALIZATION, Normalization
+from trainer.bins import classes_of, count_classes, rarity_weights
 from trainer.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -218,7 +219,13 @@ def train(
     torch.manual_seed(config.seed)
     model = build_model(config.preset)
     if config.init is not None:
-        model.load_state_dict(load_checkpoint(config.init).weights)
+        skipped = load_matching(model, load_checkpoint(config.init).weights)
+        if skipped:
+            console.print(f"init {config.init}: new (not loaded) {', '.join(skipped)}")
+    class_weights = None
+    if model.config.head == "classes":
+        counts = count_classes(train_cache.images)
+        class_weights = torch.from_numpy(rarity_weights(counts)).to(device)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -332,8 +339,11 @@ def train(
                 L = torch.from_numpy(L_np).to(device, memory_format=torch.channels_last)
                 ab = torch.from_numpy(ab_np).to(device, memory_format=torch.channels_last)
                 with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-                    pred = model(L)
-                loss = torch.nn.functional.mse_loss(pred.float(), ab)
+                    pred = model(L) if class_weights is None else model.logits(L)
+                if class_weights is None:
+                    loss = torch.nn.functional.mse_loss(pred.float(), ab)
+                else:
+                    loss = rebalanced_cross_entropy(pred.float(), ab, class_weights, norm)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -391,6 +401,26 @@ def train(
         run_dir, last_path, best_path if best_path.exists() else None,
         len(history), interrupted, history,
     )  # fmt: skip
+
+
+def load_matching(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
+    """Load the tensors of ``weights`` whose name and shape match ``model``'s (fine-tuning into
+    another head); returns the names of the model's tensors left as initialised."""
+    own = model.state_dict()
+    usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return sorted(k for k in own if k not in usable)
+
+
+def rebalanced_cross_entropy(
+    logits: torch.Tensor, ab: torch.Tensor, class_weights: torch.Tensor, norm: Normalization
+) -> torch.Tensor:
+    """Cross-entropy of the ``classes`` head against each pixel's ab class, weighted by rarity."""
+    with torch.no_grad():
+        ab_units = (ab * float(norm.ab_scale)).permute(1, 0, 2, 3).cpu().numpy()
+        target = torch.from_numpy(classes_of(ab_units)).to(logits.device)
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    return (per_pixel * class_weights[target]).mean()
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:

@@ -86,6 +86,14 @@ def default_model_name() -> str | None:
     return _manifest().get("default")
 
 
+def auto_table() -> tuple[dict[str, str], str | None]:
+    """``--model auto``: category → shipped model name, and the classifier's sha256."""
+    auto = _manifest().get("auto")
+    if not auto:
+        raise ModelError("this release ships no --model auto table")
+    return dict(auto["models"]), auto.get("classifier_sha256")
+
+
 PRECISIONS = ("fp32", "fp16", "int8")
 
 

@@ -1,0 +1,76 @@
+"""The ``vivid`` preset: ab classes, rarity weights, annealed-mean decoding inside the graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from engine.color import out_of_gamut
+from export import onnx as onnx_export
+from tests.test_train import _config, twenty_photos  # noqa: F401  (the fixture)
+from trainer import bins
+from trainer.model import build_model, count_parameters
+from trainer.train import load_matching, train
+
+
+def test_classes_are_the_in_gamut_cells():
+    centres = bins.bin_centres()
+    assert len(centres) == 222
+    assert np.all(np.abs(centres) < bins.EXTENT)
+    L = np.full((len(centres), 1), 50.0, np.float32)
+    assert out_of_gamut(np.concatenate([L, centres], axis=1)[None]).mean() < 1  # some out at L50
+    assert not out_of_gamut(np.array([[[50.0, 0.0, 0.0]]], np.float32)).any()
+
+
+def test_each_ab_gets_its_nearest_class():
+    ab = np.array([[3.0, -47.0, 200.0], [4.0, 12.0, -200.0]], np.float32)
+    classes = bins.classes_of(ab)
+    centres = bins.bin_centres()[classes]
+    assert np.allclose(centres[0], (5, 5)) and np.allclose(centres[1], (-45, 15))
+    assert classes.shape == (3,)  # far outside the grid: clamped to the nearest edge class
+
+
+def test_rarity_weights_favour_rare_colours_and_average_one():
+    uniform = bins.rarity_weights(np.ones(len(bins.bin_centres()), np.int64))
+    assert np.allclose(uniform, uniform.mean(), rtol=0.05)  # edge classes smooth a little less
+    counts = np.ones(len(bins.bin_centres()), np.int64)
+    grey = bins.classes_of(np.array([[0.0], [0.0]]))[0]
+    counts[grey] = 10_000
+    weights = bins.rarity_weights(counts)
+    assert weights[grey] < weights.mean() / 2
+    assert weights[grey] == weights.min()
+
+
+def test_vivid_model_outputs_ab_through_the_annealed_mean():
+    model = build_model("vivid").eval()
+    assert count_parameters(model) - count_parameters(build_model("seed")) == 32 * 220 + 220
+    x = torch.randn(2, 1, 32, 48)
+    ab = model(x)
+    assert ab.shape == (2, 2, 32, 48)
+    probabilities = torch.softmax(model.logits(x) / model.config.temperature, dim=1)
+    centres = torch.from_numpy(bins.bin_centres() / 128.0)
+    expected = torch.einsum("nqhw,qc->nchw", probabilities, centres)
+    torch.testing.assert_close(ab, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_fine_tuning_from_seed_keeps_the_trunk():
+    seed, vivid = build_model("seed"), build_model("vivid")
+    new = load_matching(vivid, seed.state_dict())
+    assert new == ["decode_weight", "head.bias", "head.weight"]
+    torch.testing.assert_close(vivid.encoders[0][0].weight, seed.encoders[0][0].weight)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_vivid_trains_and_exports_with_the_decoding_in_the_graph(twenty_photos, tmp_path):  # noqa: F811
+    result = train(_config(twenty_photos, tmp_path / "run", preset="vivid", epochs=1))
+    history = result.history
+    assert np.isfinite(history[-1]["train_loss"]) and history[-1]["val_loss"] < 1
+    onnx_path = tmp_path / "vivid.onnx"
+    report = onnx_export.export_onnx(result.last, onnx_path)
+    assert report.parity_max_abs_ab < onnx_export.PARITY_LIMIT
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"L": np.zeros((2, 1, 64, 64), np.float32)})[0]
+    assert out.shape == (2, 2, 64, 64)
+    assert np.abs(out).max() <= bins.EXTENT / 128
