@@ -48,8 +48,11 @@ class CategoryClassifier:
 
     def classify(self, pixels: np.ndarray) -> str:
         """The category of one gray/BGR(A) image."""
-        x = image_model_input(pixels, self.size, self.normalization)[None]
-        logits = self.session.run(None, {"L": x})[0][0]
+        return self.classify_input(image_model_input(pixels, self.size, self.normalization))
+
+    def classify_input(self, x: np.ndarray) -> str:
+        """The category of one prepared input (normalised L ``1×size×size``)."""
+        logits = self.session.run(None, {"L": x[None].astype(np.float32, copy=False)})[0][0]
         return self.categories[int(np.argmax(logits))]
 
 

@@ -49,7 +49,10 @@ def test_vivid_model_outputs_ab_through_the_annealed_mean():
     x = torch.randn(2, 1, 32, 48)
     ab = model(x)
     assert ab.shape == (2, 2, 32, 48)
-    probabilities = torch.softmax(model.logits(x) / model.config.temperature, dim=1)
+    level = torch.clamp(torch.round((x[:, 0] + 1) * 50), 0, 100).long()
+    allowed = torch.from_numpy(bins.gamut_mask())[level].permute(0, 3, 1, 2)
+    scores = model.logits(x).masked_fill(~allowed, -1e4) / model.config.temperature
+    probabilities = torch.softmax(scores, dim=1)
     centres = torch.from_numpy(bins.bin_centres() / 128.0)
     expected = torch.einsum("nqhw,qc->nchw", probabilities, centres)
     torch.testing.assert_close(ab, expected, atol=1e-5, rtol=1e-4)
@@ -74,3 +77,20 @@ def test_vivid_trains_and_exports_with_the_decoding_in_the_graph(twenty_photos, 
     out = session.run(None, {"L": np.zeros((2, 1, 64, 64), np.float32)})[0]
     assert out.shape == (2, 2, 64, 64)
     assert np.abs(out).max() <= bins.EXTENT / 128
+
+
+def test_decoding_only_picks_colours_that_exist_at_the_pixels_l():
+    mask = bins.gamut_mask()
+    assert mask.shape == (101, 222)
+    assert mask[0].sum() == mask[100].sum() == 4  # black and white: only the neutral classes
+    assert mask[50].sum() > 100
+    model = build_model("vivid").eval()
+    with torch.no_grad():
+        model.head.bias.copy_(torch.linspace(-3, 3, 222))  # favour arbitrary colours
+        black_and_white = torch.tensor([-1.0, 1.0]).reshape(1, 1, 1, 2).repeat(1, 1, 4, 2)
+        ab = model(black_and_white)
+    assert torch.abs(ab).max() <= 5 / 128  # a mix of the four neutral classes only
+    with torch.no_grad():
+        mid = model(torch.zeros(1, 1, 4, 4)) * 128  # L = 50
+    lab = np.concatenate([np.full((16, 1), 50.0), mid[0].reshape(2, -1).T.numpy()], axis=1)
+    assert not out_of_gamut(lab[None].astype(np.float32)).any()

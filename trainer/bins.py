@@ -7,8 +7,9 @@ pixel's class is the cell nearest its true ab. Training minimises cross-entropy 
 class's rarity in the training photos, ``1 / ((1 − λ)·p̃ + λ/Q)`` with p̃ the class frequencies
 smoothed by a Gaussian of σ = 5 ab units and λ = ½, normalised to an expected weight of 1, so
 rare saturated colours count as much as the common browns. Prediction is the annealed mean: the
-class distribution sharpened by a temperature T = 0.38, then averaged — vivid like the mode,
-smooth like the mean.
+class distribution, restricted to the classes that are sRGB colours at the pixel's L
+(:func:`gamut_mask`: no red or blue blotches from impossible colours), sharpened by a temperature
+T = 0.38, then averaged — vivid like the mode, smooth like the mean.
 """
 
 from __future__ import annotations
@@ -79,3 +80,21 @@ def count_classes(lab_images, step: int = 4) -> np.ndarray:
         ab = np.moveaxis(np.asarray(lab[..., 1:], np.float32), -1, 0)
         counts += np.bincount(classes_of(ab).ravel(), minlength=len(counts))
     return counts
+
+
+L_LEVELS = 101
+"""Rows of :func:`gamut_mask`: L = 0, 1, …, 100."""
+
+
+@cache
+def gamut_mask() -> np.ndarray:
+    """``101×Q`` bool: class q's centre is an sRGB colour at L = row. The four classes nearest
+    neutral are always allowed, so every L keeps some classes (their mean is neutral)."""
+    centres = bin_centres()
+    L = np.arange(L_LEVELS, dtype=np.float32)
+    lab = np.concatenate(
+        [np.broadcast_to(L[:, None, None], (L_LEVELS, len(centres), 1)),
+         np.broadcast_to(centres[None], (L_LEVELS, len(centres), 2))], axis=2,
+    ).astype(np.float32)  # fmt: skip
+    neutral = np.all(np.abs(centres) == CELL / 2, axis=1)
+    return ~out_of_gamut(lab) | neutral[None, :]

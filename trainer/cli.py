@@ -174,7 +174,7 @@ def eval_command(
     checkpoint: Annotated[
         Path,
         typer.Argument(
-            help="Checkpoint (.safetensors) or exported model (.onnx, any precision) to evaluate."
+            help="Checkpoint (.safetensors), exported model (.onnx, any precision), or 'auto' (the shipped classifier picks a shipped category model per photo, as engine colorize --model auto)."
         ),
     ],
     data: Annotated[
@@ -233,6 +233,7 @@ def eval_command(
     report = evaluate(
         model["predict"], chosen, model["norm"], parse_boost(boost) or model["boost"],
         input_size=input_size or model["input_size"], long_side=long_side, batch_size=batch_size,
+        router=model.get("router"), predictors=model.get("predictors"),
     )  # fmt: skip
     report.settings.update(
         {"checkpoint": str(checkpoint), "data": str(data), "split": split, "val_fraction": fraction}
@@ -354,7 +355,25 @@ def fetch_data_command(
 
 def _load_for_eval(path: Path, device: str) -> dict:
     """A predictor with its normalisation, boost, input size and split, from a checkpoint
-    (PyTorch) or an ONNX model (ONNX Runtime, as the engine runs it)."""
+    (PyTorch), an ONNX model (ONNX Runtime, as the engine runs it), or ``auto``."""
+    if str(path) == "auto":
+        from engine.auto import AutoColorizer
+        from engine.color import model_input
+
+        auto = AutoColorizer()
+        classifier, config = auto.classifier, auto.first.config
+
+        def router(L):
+            return classifier.classify_input(
+                model_input(L, classifier.size, classifier.normalization)
+            )
+
+        return {
+            "predict": None, "router": router,
+            "predictors": {c: m.infer for c, m in auto.models.items()},
+            "norm": config.normalization, "boost": config.boost, "input_size": config.input_size,
+            "val_fraction": config.raw.get("training", {}).get("val_fraction", 0.15),
+        }  # fmt: skip
     if path.suffix.lower() == ".onnx":
         from engine.colorizer import Colorizer
 
@@ -383,7 +402,7 @@ def _print_report(summary: dict, settings: dict) -> None:
         title=f"{settings['checkpoint']} on {settings['split']} split "
         f"({settings['images']} photos, long side {settings['long_side']}, boost {settings['boost']})"
     )
-    for column in ("group", "n", "", "PSNR dB", "SSIM", "CF", "ΔCF", "AuC"):
+    for column in ("group", "n", "", "PSNR dB", "SSIM", "CF", "ΔCF", "AuC", "out of gamut"):
         table.add_column(column, justify="right" if column not in ("group", "") else "left")
     for group, entry in summary.items():
         for variant in ("model", "gray"):
@@ -391,10 +410,10 @@ def _print_report(summary: dict, settings: dict) -> None:
             table.add_row(
                 group if variant == "model" else "", str(entry["count"]) if variant == "model" else "",
                 variant, f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['cf']:.1f}",
-                f"{m['delta_cf']:.1f}", f"{m['auc']:.4f}",
+                f"{m['delta_cf']:.1f}", f"{m['auc']:.4f}", f"{100 * m['out_of_gamut']:.2f}%",
             )  # fmt: skip
         table.add_row(
-            "", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", end_section=True
+            "", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", "", end_section=True
         )
     Console().print(table)
 

@@ -20,6 +20,7 @@ import torch
 from engine.color import (
     Normalization,
     bgr_to_lab,
+    boost_ab,
     colorize_output,
     denormalize_ab,
     denormalize_l,
@@ -28,10 +29,12 @@ from engine.color import (
     lab_to_bgr,
     merge_l_ab,
     model_input,
+    out_of_gamut,
+    upsample_ab,
 )
 from trainer.metrics import ab_error_auc, colorfulness, psnr, ssim
 
-METRICS = ("psnr", "ssim", "cf", "delta_cf", "auc")
+METRICS = ("psnr", "ssim", "cf", "delta_cf", "auc", "out_of_gamut")
 
 
 def score_predictions(
@@ -58,7 +61,9 @@ def score_predictions(
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def image_scores(pred_bgr: np.ndarray, truth_bgr: np.ndarray) -> dict[str, float]:
+def image_scores(
+    pred_bgr: np.ndarray, truth_bgr: np.ndarray, out_of_gamut: float = 0.0
+) -> dict[str, float]:
     """All metrics of one colorized image against its truth (both 8-bit BGR)."""
     cf_pred, cf_truth = colorfulness(pred_bgr), colorfulness(truth_bgr)
     return {
@@ -67,7 +72,17 @@ def image_scores(pred_bgr: np.ndarray, truth_bgr: np.ndarray) -> dict[str, float
         "cf": cf_pred,
         "delta_cf": abs(cf_pred - cf_truth),
         "auc": ab_error_auc(bgr_to_lab(pred_bgr)[..., 1:], bgr_to_lab(truth_bgr)[..., 1:]),
+        "out_of_gamut": out_of_gamut,
     }
+
+
+def gamut_excess(
+    L: np.ndarray, ab_norm: np.ndarray, norm: Normalization, boost: tuple[float, float]
+) -> float:
+    """Fraction of pixels whose predicted (boosted) ab has no sRGB colour at their L — what the
+    engine's gamut fit has to pull in (many such pixels show as red/blue blotches)."""
+    ab = boost_ab(upsample_ab(denormalize_ab(ab_norm, norm), L.shape[:2]), boost)
+    return float(out_of_gamut(merge_l_ab(L, ab)).mean())
 
 
 @dataclass
@@ -132,8 +147,14 @@ def evaluate(
     long_side: int = 512,
     batch_size: int = 8,
     gray_threshold: float = 1.8,
+    router: Callable[[np.ndarray], str] | None = None,
+    predictors: dict[str, Predictor] | None = None,
 ) -> EvalReport:
-    """Score ``predict`` on ``photos`` (``trainer.data.Photo`` items), skipping grayscale ones."""
+    """Score ``predict`` on ``photos`` (``trainer.data.Photo`` items), skipping grayscale ones.
+
+    With ``router`` (full-resolution L → a key of ``predictors``), each photo goes to the
+    predictor its route names, as ``--model auto`` does; ``predict`` is then unused.
+    """
     report = EvalReport()
     started = time.perf_counter()
     for start in range(0, len(photos), batch_size):
@@ -149,13 +170,20 @@ def evaluate(
         if not chunk:
             continue
         batch = np.stack([model_input(L, input_size, norm) for _, _, L in chunk])
-        pred = np.asarray(predict(batch), np.float32)
-        for (photo, truth, L), ab in zip(chunk, pred, strict=True):
+        routes = [router(L) if router else None for _, _, L in chunk]
+        pred = np.empty((len(chunk), 2, *batch.shape[2:]), np.float32)
+        for route in set(routes):
+            index = [i for i, r in enumerate(routes) if r == route]
+            run = predictors[route] if router else predict
+            pred[index] = np.asarray(run(batch[index]), np.float32)
+        for (photo, truth, L), ab, route in zip(chunk, pred, routes, strict=True):
+            excess = gamut_excess(L, ab, norm, boost)
             report.rows.append(
                 {
                     "file": f"{photo.category}/{photo.key}",
                     "category": photo.category,
-                    "model": image_scores(colorize_output(L, ab, norm, boost), truth),
+                    "route": route,
+                    "model": image_scores(colorize_output(L, ab, norm, boost), truth, excess),
                     "gray": image_scores(colorize_output(L, np.zeros_like(ab), norm), truth),
                     "truth_cf": colorfulness(truth),
                 }

@@ -24,6 +24,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from engine.color import SEED_NORMALIZATION
+
+_L_SCALE, _L_SHIFT = SEED_NORMALIZATION.l_scale, SEED_NORMALIZATION.l_shift
+
 
 def _conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
     """3×3 convolution without bias: every one is followed by BatchNorm, which has its own."""
@@ -114,11 +118,13 @@ class UNet(nn.Module):
             self.ups.append(nn.ConvTranspose2d(deeper, width, kernel_size=2, stride=2))
             self.decoders.append(ConvBlock(2 * width, width))
         if config.head == "classes":
-            from trainer.bins import bin_centres
+            from trainer.bins import bin_centres, gamut_mask
 
             centres = torch.from_numpy(bin_centres() / 128.0)  # normalised ab (SEED ab scale)
             self.head = nn.Conv2d(widths[0], len(centres), kernel_size=1)
             self.register_buffer("decode_weight", centres.T.reshape(2, -1, 1, 1).contiguous())
+            excluded = torch.from_numpy(~gamut_mask()).float() * -1e4  # L level × class
+            self.register_buffer("gamut_penalty", excluded, persistent=False)
         elif config.head == "regression":
             self.head = nn.Conv2d(widths[0], config.out_channels, kernel_size=1)
         else:
@@ -128,8 +134,10 @@ class UNet(nn.Module):
         """Normalised L → normalised ab (decoded from the classes for a ``classes`` head)."""
         if self.config.head == "regression":
             return torch.tanh(self.head(self.features(x)))
-        probabilities = torch.softmax(self.logits(x) / self.config.temperature, dim=1)
-        return nn.functional.conv2d(probabilities, self.decode_weight)
+        level = torch.clamp(torch.round((x[:, 0] + _L_SHIFT) * _L_SCALE), 0, 100).long()
+        penalty = self.gamut_penalty[level].permute(0, 3, 1, 2)  # classes impossible at this L
+        scores = (self.logits(x) + penalty) / self.config.temperature
+        return nn.functional.conv2d(torch.softmax(scores, dim=1), self.decode_weight)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The ``classes`` head's raw scores ``N×Q×H×W`` (what training's cross-entropy sees)."""
