@@ -49,10 +49,13 @@ def update_auto(models_dir: Path = MODELS_DIR) -> dict:
     return manifest
 
 
-def _figures(category: str) -> dict:
+def _figures(name: str, category: str) -> dict:
+    """``trainer eval`` figures of a model: ``eval/<category>-…`` for the seed models (their
+    historical names), ``eval/<name>-…`` for the others."""
+    stem = category if name.startswith("seed-") else name
     figures = {}
     for variant, boost in (("noboost", "no boost"), ("boost", "model boost")):
-        path = CHECKPOINTS / "eval" / f"{category}-{variant}.json"
+        path = CHECKPOINTS / "eval" / f"{stem}-{variant}.json"
         if not path.exists():
             continue
         report = json.loads(path.read_text())
@@ -94,45 +97,71 @@ def _variants(name: str, fp32: Path, models_dir: Path, calib_dir: Path) -> list[
     return made
 
 
+DESCRIPTIONS = {
+    "seed": "Paper's U-Net (seed), MSE on {category}",
+    "vivid": "Vivid U-Net: the seed trunk with a classification head over 222 ab colours, "
+    "rarity-rebalanced cross-entropy, annealed-mean decoding in the graph; {category}",
+}
+RECIPES = {"seed": "trainer/recipes/seed_models.sh", "vivid": "trainer/recipes/vivid_models.sh"}
+
+
+def model_entry(path: Path, models_dir: Path) -> dict:
+    """Export one checkpoint to ONNX (with the parity check) and describe it for the manifest."""
+    ckpt = load_checkpoint(path)
+    name = path.stem
+    report = export_onnx(path, models_dir / f"{name}.onnx")
+    config = ckpt.config
+    print(
+        f"{name}: {report.path} sha256 {report.sha256[:12]} parity {report.parity_max_abs_ab:.1e}"
+    )
+    return {
+        "name": name,
+        "category": config["category"],
+        "file": f"{name}.onnx",
+        "sha256": report.sha256,
+        "description": DESCRIPTIONS[config["preset"]].format(category=config["category"]),
+        "preset": config["preset"],
+        "parameters": config["parameters"],
+        "input_size": config["input_size"],
+        "boost": config["boost"],
+        "training": {
+            "photos": config["data"]["train"],
+            "images_seen_last_phase": config["images_seen"],
+            "recipe": RECIPES[config["preset"]],
+        },
+        "evaluation": _figures(name, config["category"]),
+        "parity_max_abs_ab": report.parity_max_abs_ab,
+    }
+
+
 def ship(
     checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR, calib_dir: Path | None = None
 ) -> dict:
     models = []
-    for path in sorted(checkpoints.glob("seed-*.safetensors")):
-        ckpt = load_checkpoint(path)
-        name = path.stem
-        report = export_onnx(path, models_dir / f"{name}.onnx")
-        config = ckpt.config
-        models.append(
-            {
-                "name": name,
-                "category": config["category"],
-                "file": f"{name}.onnx",
-                "sha256": report.sha256,
-                "description": f"Paper's U-Net ({config['preset']}), MSE on {config['category']}",
-                "preset": config["preset"],
-                "parameters": config["parameters"],
-                "input_size": config["input_size"],
-                "boost": config["boost"],
-                "training": {
-                    "photos": config["data"]["train"],
-                    "images_seen_last_phase": config["images_seen"],
-                    "recipe": "trainer/recipes/seed_models.sh",
-                },
-                "evaluation": _figures(config["category"]),
-                "parity_max_abs_ab": report.parity_max_abs_ab,
-            }
-        )
-        print(
-            f"{name}: {report.path} sha256 {report.sha256[:12]}"
-            f" parity {report.parity_max_abs_ab:.1e}"
-        )
-        if calib_dir is not None:
-            for variant in _variants(name, report.path, models_dir, calib_dir):
-                variant["category"] = config["category"]
+    for path in sorted(checkpoints.glob("seed-*.safetensors")) + sorted(
+        checkpoints.glob("vivid-*.safetensors")
+    ):
+        entry = model_entry(path, models_dir)
+        models.append(entry)
+        if calib_dir is not None and entry["preset"] == "seed":
+            for variant in _variants(
+                entry["name"], models_dir / entry["file"], models_dir, calib_dir
+            ):
+                variant["category"] = entry["category"]
                 models.append(variant)
                 print(f"  {variant['name']}: {variant['accuracy_vs_fp32']}")
     manifest = {"default": DEFAULT_MODEL, "models": models, "auto": auto_entry(models_dir)}
+    (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def ship_one(name: str, checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR) -> dict:
+    """Export one checkpoint and put (or replace) its entry in the existing manifest."""
+    manifest = json.loads((models_dir / MANIFEST.name).read_text())
+    entry = model_entry(checkpoints / f"{name}.safetensors", models_dir)
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    manifest["default"] = DEFAULT_MODEL
+    manifest["auto"] = auto_entry(models_dir)
     (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -143,8 +172,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calib", type=Path, help="photos to calibrate INT8 on (training set)")
     parser.add_argument("--auto-only", action="store_true", help="only refresh the auto table")
+    parser.add_argument("--only", help="export only this checkpoint (e.g. vivid-general)")
     args = parser.parse_args()
     if args.auto_only:
         update_auto()
+    elif args.only:
+        ship_one(args.only)
     else:
         ship(calib_dir=args.calib)

@@ -258,6 +258,14 @@ def strip_command(
             help="Where to write the weights-only checkpoint (.safetensors, plus its .json)."
         ),
     ],
+    boost: Annotated[
+        str | None,
+        typer.Option(help="Set the post-boost the copy carries: 'none', 1.6 or 'A,B'."),
+    ] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(help="Set the inference size the copy carries (default: its training size)."),
+    ] = None,
 ) -> None:
     """Copy a checkpoint without its optimizer and resume state (what gets shipped)."""
     from trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -267,6 +275,10 @@ def strip_command(
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     ckpt.train_state = None
+    if boost is not None:
+        ckpt.config["boost"] = list(parse_boost(boost) or ckpt.config["boost"])
+    if input_size is not None:
+        ckpt.config["input_size"] = input_size
     save_checkpoint(out, ckpt)
     console.print(f"wrote {out} ({len(ckpt.weights)} tensors)")
 

@@ -185,7 +185,8 @@ def train(
         torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
     )
     norm: Normalization = SEED_NORMALIZATION
-    boost = config.boost or SEED_BOOST.get(config.category, (1.0, 1.0))
+    vivid = PRESETS[config.preset].head == "classes"  # decodes vivid colours: no post-boost
+    boost = config.boost or ((1.0, 1.0) if vivid else SEED_BOOST.get(config.category, (1.0, 1.0)))
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
