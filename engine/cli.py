@@ -421,7 +421,7 @@ def models_command(
     ] = False,
 ) -> None:
     """List the shipped models with their evaluation figures."""
-    from engine.models import default_model_name, shipped_models
+    from engine.models import ModelError, auto_table, default_model_name, shipped_models
 
     models = shipped_models()
     default = default_model_name()
@@ -461,6 +461,13 @@ def models_command(
             fmt(model_fig, "auc", 4), fmt(gray_fig, "auc", 4),
         )  # fmt: skip
     Console().print(table)
+    try:
+        table_auto, _ = auto_table()
+    except ModelError:
+        return
+    Console().print(
+        "--model auto: " + ", ".join(f"{c} → {m}" for c, m in table_auto.items()), highlight=False
+    )
 
 
 @export_app.command("onnx")
