@@ -78,7 +78,7 @@ def _variants(name: str, fp32: Path, models_dir: Path, calib_dir: Path) -> list[
 
     photos = sorted(SAMPLES.glob("*.jpg"))
     fp16 = convert_fp16(fp32, models_dir / f"{name}-fp16.onnx")
-    category_dir = calib_dir / name.removeprefix("seed-")  # calibrate on the model's own photos
+    category_dir = calib_dir / name.split("-", 1)[-1]  # calibrate on the model's own photos
     calib = build_set(category_dir if category_dir.is_dir() else calib_dir, count=64)
     int8 = convert_int8(
         fp32, models_dir / f"{name}-int8.onnx", calib, ROOT / ".calibration-cache", "percentile"
@@ -143,23 +143,33 @@ def ship(
     ):
         entry = model_entry(path, models_dir)
         models.append(entry)
-        if calib_dir is not None and entry["preset"] == "seed":
-            for variant in _variants(
-                entry["name"], models_dir / entry["file"], models_dir, calib_dir
-            ):
-                variant["category"] = entry["category"]
-                models.append(variant)
-                print(f"  {variant['name']}: {variant['accuracy_vs_fp32']}")
+        if calib_dir is not None:
+            models += _category_variants(entry, models_dir, calib_dir)
     manifest = {"default": DEFAULT_MODEL, "models": models, "auto": auto_entry(models_dir)}
     (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def ship_one(name: str, checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR) -> dict:
-    """Export one checkpoint and put (or replace) its entry in the existing manifest."""
+def _category_variants(entry: dict, models_dir: Path, calib_dir: Path) -> list[dict]:
+    made = _variants(entry["name"], models_dir / entry["file"], models_dir, calib_dir)
+    for variant in made:
+        variant["category"] = entry["category"]
+        print(f"  {variant['name']}: {variant['accuracy_vs_fp32']}")
+    return made
+
+
+def ship_one(
+    name: str,
+    checkpoints: Path = CHECKPOINTS,
+    models_dir: Path = MODELS_DIR,
+    calib_dir: Path | None = None,
+) -> dict:
+    """Export one checkpoint (and its variants, with ``calib_dir``) into the existing manifest."""
     manifest = json.loads((models_dir / MANIFEST.name).read_text())
     entry = model_entry(checkpoints / f"{name}.safetensors", models_dir)
-    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
+    made = [entry] + (_category_variants(entry, models_dir, calib_dir) if calib_dir else [])
+    names = {m["name"] for m in made}
+    manifest["models"] = [m for m in manifest["models"] if m["name"] not in names] + made
     manifest["default"] = DEFAULT_MODEL
     manifest["auto"] = auto_entry(models_dir)
     (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -177,6 +187,6 @@ if __name__ == "__main__":
     if args.auto_only:
         update_auto()
     elif args.only:
-        ship_one(args.only)
+        ship_one(args.only, calib_dir=args.calib)
     else:
         ship(calib_dir=args.calib)
