@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -94,3 +96,21 @@ def test_decoding_only_picks_colours_that_exist_at_the_pixels_l():
         mid = model(torch.zeros(1, 1, 4, 4)) * 128  # L = 50
     lab = np.concatenate([np.full((16, 1), 50.0), mid[0].reshape(2, -1).T.numpy()], axis=1)
     assert not out_of_gamut(lab[None].astype(np.float32)).any()
+
+
+def test_comparison_table_and_contact_sheet(tmp_path):
+    import cv2
+
+    from engine.colorizer import Colorizer
+    from tests.conftest import PHOTOS
+    from trainer.compare import Candidate, compare, contact_sheet, markdown_table
+
+    seed = str(Path(__file__).parents[1] / "engine/models/seed-general.onnx")
+    results = compare(PHOTOS, [Candidate("seed", seed, (1.0, 1.0))], long_side=128,
+                      val_fraction=0.5)  # fmt: skip
+    table = markdown_table(results)
+    assert "| gray | all |" in table and "| seed | all |" in table
+    files = [r["file"] for r in results["rows"]["seed"]][:3]
+    columns = [("gray", None, None), ("seed", Colorizer(seed), None), ("truth", None, None)]
+    sheet = cv2.imread(str(contact_sheet(PHOTOS, files, columns, tmp_path / "s.png", 60)))
+    assert sheet.shape[0] == 22 + 3 * 64 and sheet.shape[2] == 3
