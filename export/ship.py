@@ -19,8 +19,8 @@ from trainer.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "trainer" / "checkpoints"
-DEFAULT_MODEL = "seed-general"
-AUTO_MODELS = {"general": "seed-general", "landscape": "seed-landscape", "people": "seed-people"}
+DEFAULT_MODEL = "vivid-general"
+AUTO_MODELS = {"general": "vivid-general", "landscape": "vivid-landscape", "people": "vivid-people"}
 """``--model auto``: the model each category of the classifier sends its photos to."""
 CLASSIFIER = "category-classifier.onnx"
 
@@ -79,7 +79,10 @@ def _variants(name: str, fp32: Path, models_dir: Path, calib_dir: Path) -> list[
     photos = sorted(SAMPLES.glob("*.jpg"))
     fp16 = convert_fp16(fp32, models_dir / f"{name}-fp16.onnx")
     category_dir = calib_dir / name.split("-", 1)[-1]  # calibrate on the model's own photos
-    calib = build_set(category_dir if category_dir.is_dir() else calib_dir, count=64)
+    # a classification head's 222-channel tensors are collected per photo by the calibrator
+    # (about 350 MB each at 256²): vivid models calibrate on 16 photos, seed models on 64
+    count = 16 if name.startswith("vivid-") else 64
+    calib = build_set(category_dir if category_dir.is_dir() else calib_dir, count=count)
     int8 = convert_int8(
         fp32, models_dir / f"{name}-int8.onnx", calib, ROOT / ".calibration-cache", "percentile"
     )

@@ -68,16 +68,20 @@ def test_shipped_models_are_the_committed_checkpoints(exported):
 
 def test_manifest_lists_verified_models_with_figures():
     shipped = models.shipped_models()
-    bases = {"seed-general", "seed-landscape", "seed-people"}
+    bases = {f"{f}-{c}" for f in ("seed", "vivid") for c in ("general", "landscape", "people")}
     variants = {f"{b}-{p}" for b in bases for p in ("fp16", "int8")}
     assert {m.name for m in shipped} == bases | variants
-    assert models.default_model_name() == "seed-general"
+    assert models.default_model_name() == "vivid-general"
     for info in shipped:
         models.verify(models.resolve_model(info.name))
         if info.name in bases:
             figures = info.summary["evaluation"]["no boost"]
-            assert figures["model"]["psnr"] > figures["gray"]["psnr"]
-            assert figures["model"]["auc"] > figures["gray"]["auc"]
+            if info.name.startswith("seed-"):  # MSE: closer than gray, but muted
+                assert figures["model"]["psnr"] > figures["gray"]["psnr"]
+                assert figures["model"]["auc"] > figures["gray"]["auc"]
+            else:  # vivid: colourful without a boost
+                assert figures["model"]["cf"] > 0.85 * figures["gray"]["delta_cf"]
+                assert figures["model"]["delta_cf"] < 0.45 * figures["gray"]["delta_cf"]
         else:
             assert (
                 info.summary["base"] in bases and info.summary["accuracy_vs_fp32"]["psnr_vs_fp32"]
@@ -85,8 +89,8 @@ def test_manifest_lists_verified_models_with_figures():
 
 
 def test_precision_variants_resolve_from_their_base():
-    assert models.resolve_model("people", "int8").name == "seed-people-int8"
-    assert models.resolve_model(None, "fp16").name == "seed-general-fp16"
+    assert models.resolve_model("people", "int8").name == "vivid-people-int8"
+    assert models.resolve_model(None, "fp16").name == "vivid-general-fp16"
     assert models.resolve_model("seed-landscape-int8").name == "seed-landscape-int8"
     assert Colorizer("landscape", precision="int8").describe()["precision"] == "int8"
     with pytest.raises(models.ModelError, match="unknown precision 'fp8'"):
@@ -94,8 +98,9 @@ def test_precision_variants_resolve_from_their_base():
 
 
 def test_model_resolution_by_name_category_and_path(tmp_path):
-    assert models.resolve_model(None).name == "seed-general"
-    assert models.resolve_model("people").name == "seed-people"
+    assert models.resolve_model(None).name == "vivid-general"
+    assert models.resolve_model("people").name == "vivid-people"
+    assert models.resolve_model("seed-people").name == "seed-people"
     path = tmp_path / "mine.onnx"
     shutil.copy(models.resolve_model("landscape").path, path)
     spec = models.resolve_model(str(path))
@@ -118,7 +123,7 @@ def test_tampered_model_is_refused(tmp_path, monkeypatch):
     with pytest.raises(models.ModelError, match=r"sha256 .* does not match"):
         Colorizer("seed-people")
     result = runner.invoke(
-        app, ["colorize", str(photo_paths()[0]), "-m", "people", "-o", str(tmp_path)]
+        app, ["colorize", str(photo_paths()[0]), "-m", "seed-people", "-o", str(tmp_path)]
     )
     assert result.exit_code == 2 and "does not match the manifest" in result.output
 
@@ -165,7 +170,7 @@ def test_torch_backend_matches_ort_on_the_cpu():
     x = np.random.default_rng(1).uniform(-1, 1, (2, 1, 64, 96)).astype(np.float32)
     delta = np.abs(torch_colorizer.infer(x) - ort_colorizer.infer(x)) * 128
     assert delta.max() < 1e-2
-    assert torch_colorizer.describe()["checkpoint"].endswith("seed-people.safetensors")
+    assert torch_colorizer.describe()["checkpoint"].endswith("vivid-people.safetensors")
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         Colorizer("people", backend="torch", precision="fp16")
     with pytest.raises(ValueError, match="fp32 or fp16 models, not int8"):
@@ -175,9 +180,8 @@ def test_torch_backend_matches_ort_on_the_cpu():
 def test_torch_backend_needs_the_source_checkpoint(tmp_path):
     from engine.backends.torch import find_checkpoint
 
-    assert (
-        find_checkpoint(models.resolve_model("landscape").path).name == "seed-landscape.safetensors"
-    )
+    found = find_checkpoint(models.resolve_model("landscape").path)
+    assert found.name == "vivid-landscape.safetensors"
     exported = tmp_path / "m.onnx"
     from export.onnx import export_onnx
     from trainer.checkpoint import load_checkpoint, save_checkpoint

@@ -19,7 +19,8 @@ from engine.models import resolve_model
 from export.precision import compare, convert_fp16, convert_int8
 from tests.conftest import PHOTOS, photo_paths
 
-FP32 = resolve_model(None).path
+FP32 = resolve_model("seed-general").path
+VIVID = resolve_model("vivid-general").path
 runner = CliRunner()
 
 
@@ -110,3 +111,15 @@ def test_export_fp16_command(tmp_path):
     assert "RGB PSNR" in result.output and out.is_file()
     missing = runner.invoke(app, ["export", "fp16", str(tmp_path / "nope.onnx")])
     assert missing.exit_code == 2 and "no such model file" in missing.output
+
+
+def test_vivid_graphs_keep_the_decoding_in_float_and_stay_accurate(tmp_path):
+    half = convert_fp16(VIVID, tmp_path / "vivid-fp16.onnx")
+    model = onnx.load(str(half))
+    producers = {out: node for node in model.graph.node for out in node.output}
+    decode = producers[model.graph.output[0].name]
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    assert decode.op_type == "Conv" and inits[decode.input[1]] == onnx.TensorProto.FLOAT
+    assert compare(half, VIVID, photo_paths()[:4]).psnr_vs_fp32 >= 45
+    kept = float_nodes(onnx.load(str(VIVID)))
+    assert {"/Softmax", "/head/Conv", "/Conv"} <= set(kept)  # the head, mask and decoding

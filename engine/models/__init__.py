@@ -131,9 +131,9 @@ def _resolve_base(spec: str | Path | None) -> ModelSpec:
         info = variants[text]
         return ModelSpec(info.path, info.name, info.sha256)
     category = [m for m in models if m.category == text]
-    if category:
-        default = default_model_name()
-        info = next((m for m in category if m.name == default), category[0])
+    if category:  # the category's model of the default model's family (vivid-, seed-)
+        family = (default_model_name() or "").split("-")[0] + "-"
+        info = next((m for m in category if m.name.startswith(family)), category[0])
         return ModelSpec(info.path, info.name, info.sha256)
     path = Path(text)
     if path.suffix.lower() == ".onnx" or path.exists():
