@@ -98,3 +98,14 @@ def gamut_mask() -> np.ndarray:
     ).astype(np.float32)  # fmt: skip
     neutral = np.all(np.abs(centres) == CELL / 2, axis=1)
     return ~out_of_gamut(lab) | neutral[None, :]
+
+
+@cache
+def allowed_l_range() -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the lowest and highest L level of :func:`gamut_mask` (each class's allowed L
+    levels form one interval), float32 ``Q`` each."""
+    mask = gamut_mask()
+    levels = np.arange(L_LEVELS)[:, None]
+    low = np.where(mask, levels, L_LEVELS).min(axis=0)
+    high = np.where(mask, levels, -1).max(axis=0)
+    return low.astype(np.float32), high.astype(np.float32)

@@ -27,6 +27,8 @@ from torch import nn
 from engine.color import SEED_NORMALIZATION
 
 _L_SCALE, _L_SHIFT = SEED_NORMALIZATION.l_scale, SEED_NORMALIZATION.l_shift
+_MASK_SLOPE = 1000.0
+"""Logit penalty per L unit outside a class's allowed range (half a unit out: −500, i.e. gone)."""
 
 
 def _conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
@@ -118,13 +120,14 @@ class UNet(nn.Module):
             self.ups.append(nn.ConvTranspose2d(deeper, width, kernel_size=2, stride=2))
             self.decoders.append(ConvBlock(2 * width, width))
         if config.head == "classes":
-            from trainer.bins import bin_centres, gamut_mask
+            from trainer.bins import allowed_l_range, bin_centres
 
             centres = torch.from_numpy(bin_centres() / 128.0)  # normalised ab (SEED ab scale)
             self.head = nn.Conv2d(widths[0], len(centres), kernel_size=1)
             self.register_buffer("decode_weight", centres.T.reshape(2, -1, 1, 1).contiguous())
-            excluded = torch.from_numpy(~gamut_mask()).float() * -1e4  # L level × class
-            self.register_buffer("gamut_penalty", excluded, persistent=False)
+            low, high = (torch.from_numpy(v).reshape(1, -1, 1, 1) for v in allowed_l_range())
+            self.register_buffer("l_low", low - 0.5, persistent=False)  # L rounds to a level
+            self.register_buffer("l_high", high + 0.5, persistent=False)
         elif config.head == "regression":
             self.head = nn.Conv2d(widths[0], config.out_channels, kernel_size=1)
         else:
@@ -134,10 +137,15 @@ class UNet(nn.Module):
         """Normalised L → normalised ab (decoded from the classes for a ``classes`` head)."""
         if self.config.head == "regression":
             return torch.tanh(self.head(self.features(x)))
-        level = torch.clamp(torch.round((x[:, 0] + _L_SHIFT) * _L_SCALE), 0, 100).long()
-        penalty = self.gamut_penalty[level].permute(0, 3, 1, 2)  # classes impossible at this L
-        scores = (self.logits(x) + penalty) / self.config.temperature
-        return nn.functional.conv2d(torch.softmax(scores, dim=1), self.decode_weight)
+        # Classes that are no sRGB colour at the pixel's L are pushed out: their allowed L range
+        # is one interval, so the penalty is plain broadcast arithmetic (channels-first, fast).
+        L = torch.clamp((x + _L_SHIFT) * _L_SCALE, 0, 100)
+        outside = torch.relu(self.l_low - L) + torch.relu(L - self.l_high)
+        scores = (self.logits(x) - _MASK_SLOPE * outside) / self.config.temperature
+        # softmax over the classes, written out: ONNX Runtime's Softmax on axis 1 of a 4-D tensor
+        # transposes and runs about 6× slower than the whole network
+        weights = torch.exp(scores - scores.amax(dim=1, keepdim=True))
+        return nn.functional.conv2d(weights, self.decode_weight) / weights.sum(dim=1, keepdim=True)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The ``classes`` head's raw scores ``N×Q×H×W`` (what training's cross-entropy sees)."""
