@@ -18,8 +18,9 @@ import contextlib
 import struct
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 
-from engine.probe import tiff_ifd_offsets
+from engine.probe import tiff_byte_order, tiff_tags
 
 _XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_PNG_KEY = b"XML:com.adobe.xmp"
@@ -31,7 +32,6 @@ TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
 _TAG_XRES, _TAG_YRES, _TAG_RES_UNIT, _TAG_XMP, _TAG_ICC, _TAG_ORIENTATION = (
     282, 283, 296, 700, 34675, 0x0112,
 )  # fmt: skip
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 
 
 @dataclass
@@ -69,18 +69,15 @@ def read_metadata(data, page: int = 0) -> Metadata:
     readers = (
         (b"\xff\xd8", _read_jpeg),
         (_PNG_SIGNATURE, _read_png),
-        (b"II*\x00", _read_tiff),
-        (b"MM\x00*", _read_tiff),
+        (b"II*\x00", partial(_read_tiff, page=page)),
+        (b"MM\x00*", partial(_read_tiff, page=page)),
         (b"RIFF", _read_webp),
     )
     for magic, reader in readers:
         if head.startswith(magic):
             meta = Metadata()
             with contextlib.suppress(*_BROKEN):
-                if reader is _read_tiff:
-                    _read_tiff(data, meta, page)
-                else:
-                    reader(data, meta)  # keeps what was read before a broken block
+                reader(data, meta)  # keeps what was read before a broken block
             _tidy(meta)
             return meta
     return Metadata()
@@ -100,7 +97,7 @@ def _tidy(meta: Metadata) -> None:
             meta.exif = None  # an orientation we cannot reset would rotate the output wrongly
     if meta.exif and meta.dpi is None:
         with contextlib.suppress(*_BROKEN):
-            meta.dpi = _tiff_dpi(_tiff_tags(meta.exif), _byte_order(meta.exif))
+            meta.dpi = _tiff_dpi(tiff_tags(meta.exif), tiff_byte_order(meta.exif))
 
 
 def _read_jpeg(data: bytes, meta: Metadata) -> None:
@@ -167,31 +164,6 @@ def _read_png(data: bytes, meta: Metadata) -> None:
             break
 
 
-def _tiff_tags(data: bytes, page: int = 0) -> dict[int, tuple[int, int, bytes]]:
-    """One IFD of a classic TIFF structure: tag → (type, count, raw value bytes)."""
-    order = _byte_order(data)
-    offset = tiff_ifd_offsets(data, limit=page + 1)[page]
-    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
-    tags = {}
-    for i in range(count):
-        entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
-        tag, kind, n = struct.unpack(order + "HHI", entry[:8])
-        size = _TYPE_SIZES.get(kind, 1) * n
-        if size <= 4:
-            raw = bytes(entry[8 : 8 + size])
-        else:
-            (where,) = struct.unpack(order + "I", entry[8:12])
-            raw = bytes(data[where : where + size])
-            if len(raw) != size:
-                continue
-        tags[tag] = (kind, n, raw)
-    return tags
-
-
-def _byte_order(data) -> str:
-    return "<" if bytes(data[:2]) == b"II" else ">"
-
-
 def _tiff_dpi(tags: dict[int, tuple[int, int, bytes]], order: str) -> tuple | None:
     """Resolution in dots per inch from TIFF/EXIF tags, or None when absent or unusable."""
     values = []
@@ -214,8 +186,8 @@ def _tiff_dpi(tags: dict[int, tuple[int, int, bytes]], order: str) -> tuple | No
 def _read_tiff(data: bytes, meta: Metadata, page: int = 0) -> None:
     if bytes(data[2:4]) in (b"+\x00", b"\x00+"):
         return  # BigTIFF: not read
-    tags = _tiff_tags(data, page)
-    meta.dpi = _tiff_dpi(tags, _byte_order(data))
+    tags = tiff_tags(data, page)
+    meta.dpi = _tiff_dpi(tags, tiff_byte_order(data))
     if _TAG_ICC in tags:
         meta.icc = tags[_TAG_ICC][2]
     if _TAG_XMP in tags:
@@ -245,7 +217,7 @@ def _reset_orientation(exif: bytes) -> bytes:
     """EXIF with its orientation tag set to 1 (top-left), or unchanged without one."""
     if exif[:4] not in (b"II*\x00", b"MM\x00*"):
         return exif
-    order = _byte_order(exif)
+    order = tiff_byte_order(exif)
     out = bytearray(exif)
     (offset,) = struct.unpack(order + "I", exif[4:8])
     (count,) = struct.unpack(order + "H", exif[offset : offset + 2])

@@ -99,9 +99,7 @@ def _result(
     job: Job, output, status: str, reason: str | None = None, seconds: float = 0.0, model=None
 ) -> FileResult:
     page = None if job.page is None else job.page + 1
-    return FileResult(
-        str(job.source), output and str(output), status, reason, seconds, page, model
-    )
+    return FileResult(str(job.source), output and str(output), status, reason, seconds, page, model)
 
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
@@ -269,9 +267,7 @@ def run(
 
     def prepare(job: Job, target: Path, cost: int) -> _Prepared:
         t0 = time.perf_counter()
-        decoded = read_image(
-            job.source, not options.strip_metadata, options.max_pixels, job.page
-        )
+        decoded = read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
         if options.skip_color and has_colour(decoded.pixels):
             raise _AlreadyInColourError
         t1 = time.perf_counter()

@@ -81,23 +81,16 @@ def _jpeg(view: memoryview) -> ImageShape | None:
 
 
 def _tiff(view: memoryview) -> ImageShape | None:
-    order = "<" if bytes(view[:2]) == b"II" else ">"
-    (offset,) = struct.unpack(order + "I", view[4:8])
-    (count,) = struct.unpack(order + "H", view[offset : offset + 2])
-    values = {}
-    for i in range(count):
-        entry = view[offset + 2 + 12 * i : offset + 14 + 12 * i]
-        tag, kind, n = struct.unpack(order + "HHI", entry[:8])
-        if tag in (256, 257, 258):
-            fmt = "H" if kind == 3 else "I"
-            at = 8
-            if struct.calcsize(fmt) * n > 4:  # a list elsewhere (bits of each sample): the first
-                (where,) = struct.unpack(order + "I", entry[8:12])
-                entry, at = view, where
-            values[tag] = struct.unpack(order + fmt, entry[at : at + struct.calcsize(fmt)])[0]
-    if 256 not in values or 257 not in values:
+    tags = tiff_tags(view)
+    if 256 not in tags or 257 not in tags:
         return None
-    return ImageShape(values[256], values[257], values.get(258, 8))
+    order = tiff_byte_order(view)
+
+    def first(tag: int) -> int:  # SHORT or LONG; for bits per sample, the first sample's
+        kind, _, raw = tags[tag]
+        return struct.unpack(order + ("H" if kind == 3 else "I"), raw[: 2 if kind == 3 else 4])[0]
+
+    return ImageShape(first(256), first(257), first(258) if 258 in tags else 8)
 
 
 def _webp(head: bytes) -> ImageShape | None:
@@ -117,7 +110,7 @@ def _webp(head: bytes) -> ImageShape | None:
 
 def tiff_ifd_offsets(data, limit: int = 100_000) -> list[int]:
     """Offsets of the IFDs (pages) of a classic TIFF structure, in order."""
-    order = "<" if bytes(data[:2]) == b"II" else ">"
+    order = tiff_byte_order(data)
     offsets: list[int] = []
     (offset,) = struct.unpack(order + "I", data[4:8])
     while offset and offset not in offsets and len(offsets) < limit:
@@ -126,6 +119,49 @@ def tiff_ifd_offsets(data, limit: int = 100_000) -> list[int]:
         end = offset + 2 + 12 * count
         (offset,) = struct.unpack(order + "I", data[end : end + 4])
     return offsets
+
+
+_TIFF_TYPE_SIZES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+}
+
+
+def tiff_byte_order(data) -> str:
+    """``struct`` byte order of a TIFF structure (``II``: little-endian, ``MM``: big)."""
+    return "<" if bytes(data[:2]) == b"II" else ">"
+
+
+def tiff_tags(data, page: int = 0) -> dict[int, tuple[int, int, bytes]]:
+    """One IFD of a classic TIFF structure: tag → (type, count, raw value bytes)."""
+    order = tiff_byte_order(data)
+    offset = tiff_ifd_offsets(data, limit=page + 1)[page]
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    tags = {}
+    for i in range(count):
+        entry = data[offset + 2 + 12 * i : offset + 14 + 12 * i]
+        tag, kind, n = struct.unpack(order + "HHI", entry[:8])
+        size = _TIFF_TYPE_SIZES.get(kind, 1) * n
+        if size <= 4:
+            raw = bytes(entry[8 : 8 + size])
+        else:
+            (where,) = struct.unpack(order + "I", entry[8:12])
+            raw = bytes(data[where : where + size])
+            if len(raw) != size:
+                continue
+        tags[tag] = (kind, n, raw)
+    return tags
 
 
 def count_pages(path: Path) -> int:

@@ -26,28 +26,33 @@ TEMPERATURE = 0.38
 _GRID = int(2 * EXTENT / CELL)  # 22 cells per axis
 
 
+def _cells() -> np.ndarray:
+    """``484×2`` centres of the 22×22 grid cells (row-major over a, then b)."""
+    axis = -EXTENT + CELL / 2 + CELL * np.arange(_GRID)
+    a, b = np.meshgrid(axis, axis, indexing="ij")
+    return np.stack([a.ravel(), b.ravel()], axis=1).astype(np.float32)
+
+
+def _in_gamut(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """``len(L)×len(ab)`` bool: (L, a, b) is an sRGB colour."""
+    lab = np.concatenate(
+        [np.broadcast_to(L[:, None, None], (len(L), len(ab), 1)),
+         np.broadcast_to(ab[None], (len(L), len(ab), 2))], axis=2,
+    ).astype(np.float32)  # fmt: skip
+    return ~out_of_gamut(lab)
+
+
 @cache
 def bin_centres() -> np.ndarray:
     """``Q×2`` float32 ab centres of the in-gamut cells (row-major over a, then b)."""
-    axis = -EXTENT + CELL / 2 + CELL * np.arange(_GRID)
-    a, b = np.meshgrid(axis, axis, indexing="ij")
-    ab = np.stack([a.ravel(), b.ravel()], axis=1)
-    L = np.arange(1, 100, 0.5)
-    lab = np.concatenate(
-        [np.full((len(ab), len(L), 1), 0.0) + L[None, :, None],
-         np.broadcast_to(ab[:, None, :], (len(ab), len(L), 2))], axis=2,
-    ).astype(np.float32)  # fmt: skip
-    reachable = (~out_of_gamut(lab)).any(axis=1)
-    return ab[reachable].astype(np.float32)
+    cells = _cells()
+    return cells[_in_gamut(np.arange(1, 100, 0.5), cells).any(axis=0)]
 
 
 @cache
 def cell_to_class() -> np.ndarray:
     """``22×22`` grid cell → index of the nearest class (cells outside the gamut included)."""
-    axis = -EXTENT + CELL / 2 + CELL * np.arange(_GRID)
-    a, b = np.meshgrid(axis, axis, indexing="ij")
-    cells = np.stack([a.ravel(), b.ravel()], axis=1)
-    distance = ((cells[:, None, :] - bin_centres()[None, :, :]) ** 2).sum(axis=2)
+    distance = ((_cells()[:, None, :] - bin_centres()[None, :, :]) ** 2).sum(axis=2)
     return distance.argmin(axis=1).reshape(_GRID, _GRID).astype(np.int64)
 
 
@@ -91,13 +96,8 @@ def gamut_mask() -> np.ndarray:
     """``101×Q`` bool: class q's centre is an sRGB colour at L = row. The four classes nearest
     neutral are always allowed, so every L keeps some classes (their mean is neutral)."""
     centres = bin_centres()
-    L = np.arange(L_LEVELS, dtype=np.float32)
-    lab = np.concatenate(
-        [np.broadcast_to(L[:, None, None], (L_LEVELS, len(centres), 1)),
-         np.broadcast_to(centres[None], (L_LEVELS, len(centres), 2))], axis=2,
-    ).astype(np.float32)  # fmt: skip
     neutral = np.all(np.abs(centres) == CELL / 2, axis=1)
-    return ~out_of_gamut(lab) | neutral[None, :]
+    return _in_gamut(np.arange(L_LEVELS, dtype=np.float32), centres) | neutral[None, :]
 
 
 @cache

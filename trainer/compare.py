@@ -19,10 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.color import colorize_output
 from engine.colorizer import Colorizer
 from engine.models import MODELS_DIR
 from trainer.data import scan_folder, select
-from trainer.evaluate import EvalReport, evaluate, load_eval_image
+from trainer.evaluate import EvalReport, evaluate, load_eval_image, load_for_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_BOOST = (1.0, 1.0)
@@ -38,20 +39,11 @@ class Candidate:
 
 
 def _run(candidate: Candidate, photos, long_side: int) -> EvalReport:
-    if candidate.model == "auto":
-        from trainer.cli import _load_for_eval
-
-        loaded = _load_for_eval(Path("auto"), "cpu")
-        return evaluate(
-            None, photos, loaded["norm"], candidate.boost or loaded["boost"],
-            input_size=loaded["input_size"], long_side=long_side,
-            router=loaded["router"], predictors=loaded["predictors"],
-        )  # fmt: skip
-    colorizer = Colorizer(candidate.model)
-    config = colorizer.config
+    loaded = load_for_eval(Path(candidate.model))
     return evaluate(
-        colorizer.infer, photos, config.normalization, candidate.boost or config.boost,
-        input_size=config.input_size, long_side=long_side,
+        loaded["predict"], photos, loaded["norm"], candidate.boost or loaded["boost"],
+        input_size=loaded["input_size"], long_side=long_side,
+        router=loaded.get("router"), predictors=loaded.get("predictors"),
     )  # fmt: skip
 
 
@@ -128,10 +120,8 @@ def contact_sheet(
             else:
                 pixels, x = colorizer.preprocess(gray)
                 ab = colorizer.infer(x[None])[0]
-                saved = colorizer.boost
-                colorizer.boost = boost or saved
-                image = colorizer.postprocess(pixels, ab, np.uint8)
-                colorizer.boost = saved
+                norm = colorizer.config.normalization
+                image = colorize_output(pixels, ab, norm, boost or colorizer.boost, np.uint8)
             cells.append(_thumbnail(image, height))
         rows.append(cells)
     widths = [max(row[i].shape[1] for row in rows) for i in range(len(columns))]

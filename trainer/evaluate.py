@@ -196,3 +196,46 @@ def evaluate(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return report
+
+
+def load_for_eval(path: Path, device: str = "cpu") -> dict:
+    """A predictor with its normalisation, boost, input size and split, from a checkpoint
+    (PyTorch), an ONNX model (ONNX Runtime, as the engine runs it), or ``auto``."""
+    if str(path) == "auto":
+        from engine.auto import AutoColorizer
+        from engine.color import model_input
+
+        auto = AutoColorizer()
+        classifier, config = auto.classifier, auto.first.config
+
+        def router(L):
+            return classifier.classify_input(
+                model_input(L, classifier.size, classifier.normalization)
+            )
+
+        return {
+            "predict": None, "router": router,
+            "predictors": {c: m.infer for c, m in auto.models.items()},
+            "norm": config.normalization, "boost": config.boost, "input_size": config.input_size,
+            "val_fraction": config.raw.get("training", {}).get("val_fraction", 0.15),
+        }  # fmt: skip
+    if path.suffix.lower() == ".onnx":
+        from engine.colorizer import Colorizer
+
+        colorizer = Colorizer(str(path))
+        config = colorizer.config
+        training = config.raw.get("training", {})
+        return {
+            "predict": colorizer.infer, "norm": config.normalization, "boost": config.boost,
+            "input_size": config.input_size, "val_fraction": training.get("val_fraction", 0.15),
+        }  # fmt: skip
+    from trainer.checkpoint import load_checkpoint
+    from trainer.train import pick_device
+
+    ckpt = load_checkpoint(path)
+    return {
+        "predict": torch_predictor(ckpt.build_model(), pick_device(device)),
+        "norm": ckpt.normalization, "boost": ckpt.boost,
+        "input_size": ckpt.config.get("input_size", 256),
+        "val_fraction": ckpt.config.get("training", {}).get("val_fraction", 0.15),
+    }  # fmt: skip
