@@ -61,7 +61,7 @@ class AutoColorizer:
 
     def __init__(
         self,
-        backend: str = "ort",
+        backend: str | None = "ort",
         size: int | None = None,
         boost: tuple[float, float] | None = None,
         threads: int | None = None,
@@ -118,7 +118,7 @@ class AutoColorizer:
 
 def create_colorizer(
     model: str | Path | None = None,
-    backend: str = "ort",
+    backend: str | None = "ort",
     size: int | None = None,
     boost: tuple[float, float] | None = None,
     threads: int | None = None,

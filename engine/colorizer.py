@@ -27,13 +27,14 @@ class Colorizer:
     ``model``: a shipped model name, a category (``general``, ``people``, ``landscape``) or a path
     to an ``.onnx`` file; ``size``: inference resolution (default: the model's training size);
     ``boost``: ab factors after prediction (default: the model's own); ``precision``: fp32, or
-    the shipped fp16/int8 variant of a named model.
+    the shipped fp16/int8 variant of a named model. ``backend=None`` loads no backend: such a
+    colorizer does the pre- and post-processing only (the CPU stages of a distributed run).
     """
 
     def __init__(
         self,
         model: str | Path | None = None,
-        backend: str = "ort",
+        backend: str | None = "ort",
         size: int | None = None,
         boost: tuple[float, float] | None = None,
         threads: int | None = None,
@@ -47,7 +48,9 @@ class Colorizer:
             raise ValueError(f"size {self.size} must be divisible by 4")
         self.boost = boost or self.config.boost
         options = {"threads": threads} if threads else {}
-        self.backend = create_backend(backend, str(self.spec.path), **options)
+        self.backend = (
+            None if backend is None else create_backend(backend, str(self.spec.path), **options)
+        )
 
     # The three stages, exposed separately so the pipeline can run them in different threads.
 
@@ -68,6 +71,8 @@ class Colorizer:
 
     def infer(self, batch: np.ndarray, route: str | None = None) -> np.ndarray:
         """Model inputs ``N×1×s×s`` → normalised ab ``N×2×s×s``."""
+        if self.backend is None:
+            raise RuntimeError("this colorizer was built without a backend (backend=None)")
         return self.backend.run(batch)
 
     def postprocess(
@@ -114,5 +119,5 @@ class Colorizer:
             "model_path": str(self.spec.path),
             "size": self.size,
             "boost": list(self.boost),
-            **self.backend.describe(),
+            **(self.backend.describe() if self.backend else {"backend": None}),
         }

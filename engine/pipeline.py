@@ -148,7 +148,9 @@ class RunSummary:
 
 
 @dataclass
-class _Prepared:
+class PreparedImage:
+    """One decoded input on its way to the backend and on to its output."""
+
     job: Job
     target: Path
     pixels: np.ndarray
@@ -157,9 +159,76 @@ class _Prepared:
     alpha: np.ndarray | None
     metadata: Metadata | None
     started: float
-    cost: int
+    cost: int = 0
     route: str | None = None
     """Which of the colorizer's models takes it (``--model auto``); None: the only one."""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds this image spent in each stage so far."""
+
+    @property
+    def pixel_count(self) -> int:
+        return self.pixels.shape[0] * self.pixels.shape[1]
+
+
+class AlreadyInColourError(Exception):
+    """Raised by the decode stage for a colour input under ``skip_color``."""
+
+
+def prepare_image(
+    colorizer, job: Job, target: Path, options: RunOptions, cost: int = 0
+) -> PreparedImage:
+    """Decode stage: read ``job``'s file and make its model input (and route, for ``auto``).
+
+    The colorizer's backend is not used: a colorizer built with ``backend=None`` will do.
+    """
+    t0 = time.perf_counter()
+    decoded = read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
+    if options.skip_color and has_colour(decoded.pixels):
+        raise AlreadyInColourError
+    t1 = time.perf_counter()
+    pixels, x = colorizer.preprocess(decoded.pixels)
+    route = colorizer.route(decoded.pixels)
+    times = {"decode": t1 - t0, "preprocess": time.perf_counter() - t1}
+    return PreparedImage(
+        job, target, pixels, x, decoded.dtype, decoded.alpha, decoded.metadata, t0, cost, route,
+        times,
+    )  # fmt: skip
+
+
+def write_image(colorizer, item: PreparedImage, ab: np.ndarray, options: RunOptions) -> None:
+    """Write stage: ``item``'s pixels and predicted ``ab`` → its output file, atomically.
+
+    Adds the ``postprocess`` and ``encode`` seconds to ``item.stage_seconds``. The colorizer's
+    backend is not used.
+    """
+    t0 = time.perf_counter()
+    suffix = item.target.suffix.lower()
+    alpha = item.alpha if suffix in ALPHA_FORMATS else None
+    dtype = np.uint8 if suffix in EIGHT_BIT_ONLY else item.dtype
+    image = colorizer.postprocess(item.pixels, ab, dtype, alpha, route=item.route)
+    t1 = time.perf_counter()
+    data = encode_image(image, None, suffix, options.quality, item.metadata)
+    write_atomic(item.target, data, root=Path(options.output_dir), replace=options.overwrite)
+    item.stage_seconds["postprocess"] = t1 - t0
+    item.stage_seconds["encode"] = time.perf_counter() - t1
+
+
+def written_result(colorizer, item: PreparedImage, error: BaseException | None) -> FileResult:
+    """The record of ``item`` after its write stage ended with ``error`` (None: written)."""
+    seconds = round(time.perf_counter() - item.started, 4)
+    if error is None:
+        model = colorizer.model_name(item.route)
+        return _result(item.job, item.target, "done", None, seconds, model)
+    if isinstance(error, OutputAlreadyWrittenError):
+        return _result(item.job, None, "skipped", str(error), seconds)
+    return _result(item.job, None, "failed", _reason(error), seconds)
+
+
+def unprepared_result(job: Job, error: BaseException) -> FileResult:
+    """The record of an input whose decode stage raised ``error``."""
+    if isinstance(error, AlreadyInColourError):
+        return _result(job, None, "skipped", "already in colour")
+    return _result(job, None, "failed", _reason(error))
 
 
 class _Recorder:
@@ -172,9 +241,10 @@ class _Recorder:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = log_path.open("a", encoding="utf-8")
 
-    def add_time(self, stage: str, seconds: float) -> None:
+    def add_times(self, seconds: dict[str, float]) -> None:
         with self.lock:
-            self.summary.stage_seconds[stage] += seconds
+            for stage, value in seconds.items():
+                self.summary.stage_seconds[stage] += value
 
     def add(self, result: FileResult, pixels: int = 0) -> None:
         with self.lock:
@@ -224,6 +294,41 @@ def is_tiff(path: Path) -> bool:
     return path.suffix.lower() in (".tif", ".tiff")
 
 
+def start_run(
+    planned: list[tuple[Job, Path]],
+    options: RunOptions,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> tuple[_Recorder, deque[tuple[Job, Path]]]:
+    """Open a run: check the output folder, remove dead runs' temporary files, open the log and
+    record the inputs that need no work (output exists, two inputs with one output).
+
+    Returns the recorder and the jobs left to do. Shared by the local and the Ray pipeline.
+    """
+    output_dir = Path(options.output_dir)
+    prepare_output_dir(output_dir)
+    removed_temps = remove_stale_temps(output_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    recorder = _Recorder(output_dir / f"{LOG_PREFIX}{stamp}-{os.getpid()}.jsonl", on_result)
+    recorder.summary.planned = len(planned)
+    recorder.summary.removed_temps = removed_temps
+    claimed: dict[Path, Path] = {}
+    todo: deque[tuple[Job, Path]] = deque()
+    for job, target in planned:
+        key = resolved(target)
+        if key in claimed:
+            reason = (
+                f"output {target} is also the output of {claimed[key]}; rename one or use --format"
+            )
+            recorder.add(_result(job, None, "failed", reason))
+        elif target.exists() and not options.overwrite:
+            claimed[key] = job.source
+            recorder.add(_result(job, target, "skipped", "output exists"))
+        else:
+            claimed[key] = job.source
+            todo.append((job, target))
+    return recorder, todo
+
+
 def run(
     colorizer,
     inputs: Sequence[str | Path],
@@ -240,94 +345,46 @@ def run(
         planned = plan(inputs, options)
     if on_start:
         on_start(len(planned))
-    output_dir = Path(options.output_dir)
-    prepare_output_dir(output_dir)
-    removed_temps = remove_stale_temps(output_dir)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    recorder = _Recorder(output_dir / f"{LOG_PREFIX}{stamp}-{os.getpid()}.jsonl", on_result)
-    recorder.summary.planned = len(planned)
-    recorder.summary.removed_temps = removed_temps
+    recorder, todo = start_run(planned, options, on_result)
     started = time.perf_counter()
     workers = options.workers or available_cores()
-    claimed: dict[Path, Path] = {}
-    todo: deque[tuple[Job, Path]] = deque()
-    for job, target in planned:
-        key = resolved(target)
-        if key in claimed:
-            reason = (
-                f"output {target} is also the output of {claimed[key]}; rename one or use --format"
-            )
-            recorder.add(_result(job, None, "failed", reason))
-        elif target.exists() and not options.overwrite:
-            claimed[key] = job.source
-            recorder.add(_result(job, target, "skipped", "output exists"))
-        else:
-            claimed[key] = job.source
-            todo.append((job, target))
 
-    def prepare(job: Job, target: Path, cost: int) -> _Prepared:
-        t0 = time.perf_counter()
-        decoded = read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
-        if options.skip_color and has_colour(decoded.pixels):
-            raise _AlreadyInColourError
-        t1 = time.perf_counter()
-        pixels, x = colorizer.preprocess(decoded.pixels)
-        route = colorizer.route(decoded.pixels)
-        recorder.add_time("decode", t1 - t0)
-        recorder.add_time("preprocess", time.perf_counter() - t1)
-        return _Prepared(
-            job, target, pixels, x, decoded.dtype, decoded.alpha, decoded.metadata, t0, cost,
-            route,
-        )  # fmt: skip
-
-    def finish(item: _Prepared, ab: np.ndarray) -> None:
-        t0 = time.perf_counter()
-        suffix = item.target.suffix.lower()
-        alpha = item.alpha if suffix in ALPHA_FORMATS else None
-        dtype = np.uint8 if suffix in EIGHT_BIT_ONLY else item.dtype
-        image = colorizer.postprocess(item.pixels, ab, dtype, alpha, route=item.route)
-        t1 = time.perf_counter()
-        data = encode_image(image, None, suffix, options.quality, item.metadata)
-        write_atomic(item.target, data, root=output_dir, replace=options.overwrite)
-        recorder.add_time("postprocess", t1 - t0)
-        recorder.add_time("encode", time.perf_counter() - t1)
+    def prepare(job: Job, target: Path, cost: int) -> PreparedImage:
+        item = prepare_image(colorizer, job, target, options, cost)
+        recorder.add_times(item.stage_seconds)
+        return item
 
     lookahead = 2 * options.batch_size + workers  # images decoded ahead, and written behind
     slots = threading.BoundedSemaphore(lookahead)
 
     budget = MemoryBudget(options.memory_budget or default_memory_budget())
 
-    def on_written(item: _Prepared, future: Future) -> None:
+    def on_written(item: PreparedImage, future: Future) -> None:
         slots.release()
         budget.give(item.cost)
         error = future.exception()
-        seconds = round(time.perf_counter() - item.started, 4)
+        if isinstance(error, OutputUnwritableError):
+            recorder.stop(str(error))
         if error is None:
-            model = colorizer.model_name(item.route)
-            result = _result(item.job, item.target, "done", None, seconds, model)
-            recorder.add(result, pixels=item.pixels.shape[0] * item.pixels.shape[1])
-        elif isinstance(error, OutputAlreadyWrittenError):
-            recorder.add(_result(item.job, None, "skipped", str(error), seconds))
-        else:
-            if isinstance(error, OutputUnwritableError):
-                recorder.stop(str(error))
-            recorder.add(_result(item.job, None, "failed", _reason(error), seconds))
+            recorder.add_times({k: item.stage_seconds[k] for k in ("postprocess", "encode")})
+        result = written_result(colorizer, item, error)
+        recorder.add(result, pixels=item.pixel_count if error is None else 0)
 
     decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
     encode_pool = ThreadPoolExecutor(workers, thread_name_prefix="encode")
     pending: deque[tuple[Job, int, Future]] = deque()
-    batches: dict[str | None, list[_Prepared]] = {}
+    batches: dict[str | None, list[PreparedImage]] = {}
     """Decoded images waiting for the backend, per model (one list unless ``--model auto``)."""
 
     batch_limit = options.batch_size
 
-    def infer(items: list[_Prepared]) -> None:
+    def infer(items: list[PreparedImage]) -> None:
         """Run ``items`` through the backend and queue their writes; halve on out-of-memory."""
         nonlocal batch_limit
         try:
             t0 = time.perf_counter()
             ab = colorizer.infer(np.stack([item.x for item in items]), route=items[0].route)
-            recorder.add_time("inference", time.perf_counter() - t0)
+            recorder.add_times({"inference": time.perf_counter() - t0})
         except Exception as exc:  # a backend failure fails this batch's files, not the run
             if is_out_of_memory(exc) and len(items) > 1:
                 batch_limit = min(batch_limit, len(items) // 2)
@@ -339,10 +396,10 @@ def run(
             return
         for item, item_ab in zip(items, ab, strict=True):
             slots.acquire()
-            future = encode_pool.submit(finish, item, item_ab)
+            future = encode_pool.submit(write_image, colorizer, item, item_ab, options)
             future.add_done_callback(lambda f, item=item: on_written(item, f))
 
-    def run_in_batches(items: list[_Prepared]) -> None:
+    def run_in_batches(items: list[PreparedImage]) -> None:
         start = 0
         while start < len(items):
             size = batch_limit  # read each time: a smaller batch after out-of-memory
@@ -372,12 +429,9 @@ def run(
                 item = future.result()
                 batches.setdefault(item.route, []).append(item)
                 flush(item.route, full_only=True)
-            except _AlreadyInColourError:
-                budget.give(cost)
-                recorder.add(_result(job, None, "skipped", "already in colour"))
             except Exception as exc:
                 budget.give(cost)
-                recorder.add(_result(job, None, "failed", _reason(exc)))
+                recorder.add(unprepared_result(job, exc))
             if not (todo or pending):
                 flush()
         if recorder.summary.stopped is None:
@@ -391,10 +445,6 @@ def run(
         recorder.summary.batch_size = batch_limit
         recorder.close()
     return recorder.summary
-
-
-class _AlreadyInColourError(Exception):
-    """Raised by the decode stage for a colour input under ``skip_color``."""
 
 
 def has_colour(pixels: np.ndarray, threshold: float = 1.8) -> bool:
