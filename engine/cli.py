@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer.core import TyperCommand
 
 import engine
 from engine.clitools import console, fail, parse_boost
@@ -42,8 +44,43 @@ EXIT_FAILED_FILES = 1
 EXIT_OUTPUT_UNWRITABLE = 3
 EXIT_INTERRUPTED = 130
 
+RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.-]+:\d+)$")
+"""What ``--ray`` takes as an address when it follows the flag (an existing path is an input)."""
 
-@app.command("colorize")
+
+def split_ray_address(args: list[str]) -> list[str]:
+    """``--ray ADDRESS`` and ``--ray=ADDRESS`` → ``--ray --ray-address ADDRESS``; a bare ``--ray``
+    (followed by an input or another option) stays a flag, so ``--ray folder/`` works."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + args[i:]
+        if arg.startswith("--ray="):
+            out += ["--ray", "--ray-address", arg.split("=", 1)[1]]
+        elif (
+            arg == "--ray"
+            and i + 1 < len(args)
+            and RAY_ADDRESS.match(args[i + 1])
+            and not os.path.exists(args[i + 1])
+        ):
+            out += ["--ray", "--ray-address", args[i + 1]]
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+class _ColorizeCommand(TyperCommand):
+    """The colorize command, reading ``--ray [ADDRESS]`` (see :func:`split_ray_address`)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, split_ray_address(args))
+
+
+@app.command("colorize", cls=_ColorizeCommand)
 def colorize_command(
     inputs: Annotated[
         list[str],
@@ -165,6 +202,36 @@ def colorize_command(
             "--json", help="Print the run summary as JSON on stdout (the table goes to stderr)."
         ),
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run as a Ray Data pipeline (needs the ray extra): decode tasks → an actor pool that loads the model once per actor → write tasks; same outputs, log and resume. `--ray` alone starts a local Ray instance; `--ray ADDRESS` (auto, ray://head:10001, host:port) joins a cluster whose nodes see the same paths.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="The Ray cluster to join (same as `--ray ADDRESS`). Default: a local instance.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--ray-workers",
+            min=1,
+            help="Most colorize actors (each loads the model once). Default: one per GPU share (--ray-gpus-per-worker), without GPUs one per 8 CPUs.",
+        ),
+    ] = None,
+    ray_gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(
+            "--ray-gpus-per-worker",
+            min=0.0,
+            help="GPUs each colorize actor reserves; fractions share a GPU (0.5: two actors per GPU). Default: 1 where the cluster has GPUs, else 0.",
+        ),
+    ] = None,
 ) -> None:
     """Colorize grayscale photos; writes one colour image per input and a JSON-lines log.
 
@@ -174,7 +241,7 @@ def colorize_command(
     finished before stopping; rerunning the same command resumes where the run stopped.
     """
     from engine.auto import create_colorizer
-    from engine.backends import BackendError
+    from engine.backends import BackendError, backend_names
     from engine.models import ModelError
     from engine.outputs import OutputUnwritableError, prepare_output_dir
     from engine.pipeline import RunOptions, plan, run
@@ -183,10 +250,14 @@ def colorize_command(
         fail(f"--format {fmt!r}: use jpg, png or tif")
     if size is not None and size % 4:
         fail(f"--size {size}: must be divisible by 4")
+    ray = ray or ray_address is not None
+    if ray and backend not in backend_names():
+        fail(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
     try:
+        # With --ray the model is checked here and the backend is loaded by the Ray workers.
         colorizer = create_colorizer(
-            model, backend, size=size, boost=parse_boost(boost), threads=threads,
-            precision=precision,
+            model, None if ray else backend, size=size, boost=parse_boost(boost),
+            threads=threads, precision=precision,
         )  # fmt: skip
     except (ModelError, BackendError, ValueError) as exc:
         fail(str(exc))
@@ -221,13 +292,21 @@ def colorize_command(
             done = progress.tasks[0].completed + 1
             progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
 
+        described = colorizer.describe()
         try:
-            summary = run(colorizer, inputs, options, on_result=on_result, planned=planned)
+            if ray:
+                summary, ray_facts = _run_on_ray(
+                    model, backend, size, boost, threads, precision, planned, options,
+                    ray_address, ray_workers, ray_gpus_per_worker, on_result,
+                )  # fmt: skip
+                described.update(backend=backend, ray=ray_facts)
+            else:
+                summary = run(colorizer, inputs, options, on_result=on_result, planned=planned)
         except OutputUnwritableError as exc:
             fail(exc.strerror or str(exc))
-    _print_summary(summary, colorizer.describe(), batch_size)
+    _print_summary(summary, described, batch_size)
     if as_json:
-        sys.stdout.write(json.dumps({**summary.to_dict(), **colorizer.describe()}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({**summary.to_dict(), **described}, indent=2) + "\n")
     if summary.stopped:
         left = summary.planned - summary.total
         console.print(
@@ -240,8 +319,26 @@ def colorize_command(
         raise typer.Exit(EXIT_FAILED_FILES)
 
 
+def _run_on_ray(
+    model, backend, size, boost, threads, precision, planned, options, address, workers, gpus,
+    on_result,
+):  # fmt: skip
+    """The run on Ray (see :mod:`engine.distributed`); one line and exit 2 when Ray fails."""
+    from dataclasses import asdict
+
+    from engine.distributed import ColorizerRecipe, RayRunError, run_on_ray
+
+    recipe = ColorizerRecipe(model, backend, size, parse_boost(boost), threads, precision)
+    try:
+        summary, placement = run_on_ray(recipe, planned, options, address, workers, gpus, on_result)
+    except RayRunError as exc:
+        fail(str(exc))
+    return summary, asdict(placement)
+
+
 def _print_summary(summary, described: dict, batch_size: int = 0) -> None:
-    table = Table(title=f"{described['model']} on {described['backend']}", show_header=True)
+    where = described["backend"] + (" on Ray" if "ray" in described else "")
+    table = Table(title=f"{described['model']} on {where}", show_header=True)
     for column in ("done", "skipped", "failed", "seconds", "images/s"):
         table.add_column(column, justify="right")
     table.add_row(

@@ -159,6 +159,7 @@ class PreparedImage:
     alpha: np.ndarray | None
     metadata: Metadata | None
     started: float
+    """When its decoding began (``time.time()``: comparable across the processes of a machine)."""
     cost: int = 0
     route: str | None = None
     """Which of the colorizer's models takes it (``--model auto``); None: the only one."""
@@ -181,7 +182,7 @@ def prepare_image(
 
     The colorizer's backend is not used: a colorizer built with ``backend=None`` will do.
     """
-    t0 = time.perf_counter()
+    started, t0 = time.time(), time.perf_counter()
     decoded = read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
     if options.skip_color and has_colour(decoded.pixels):
         raise AlreadyInColourError
@@ -190,8 +191,8 @@ def prepare_image(
     route = colorizer.route(decoded.pixels)
     times = {"decode": t1 - t0, "preprocess": time.perf_counter() - t1}
     return PreparedImage(
-        job, target, pixels, x, decoded.dtype, decoded.alpha, decoded.metadata, t0, cost, route,
-        times,
+        job, target, pixels, x, decoded.dtype, decoded.alpha, decoded.metadata, started, cost,
+        route, times,
     )  # fmt: skip
 
 
@@ -215,7 +216,7 @@ def write_image(colorizer, item: PreparedImage, ab: np.ndarray, options: RunOpti
 
 def written_result(colorizer, item: PreparedImage, error: BaseException | None) -> FileResult:
     """The record of ``item`` after its write stage ended with ``error`` (None: written)."""
-    seconds = round(time.perf_counter() - item.started, 4)
+    seconds = round(time.time() - item.started, 4)
     if error is None:
         model = colorizer.model_name(item.route)
         return _result(item.job, item.target, "done", None, seconds, model)

@@ -1,0 +1,374 @@
+"""``engine colorize --ray``: the local run's work as a Ray Data pipeline, on one machine or many.
+
+Ray Data streams the inputs through three stages::
+
+    file list ─► decode (tasks, CPU) ─► colorize (actor pool: the model loaded once per actor,
+    num_gpus per actor where the cluster has GPUs) ─► write (tasks, CPU) ─► records to the driver
+
+The stages call the same functions as the local pipeline (:func:`engine.pipeline.prepare_image`,
+:func:`engine.pipeline.write_image`), and the driver keeps the same run log, summary and rules:
+outputs that exist are skipped before anything starts (reruns resume), each output is written
+atomically and at most once (a task that Ray retries after its worker died finds it written and
+logs it as skipped), every input ends as one record. Ray retries the work of a worker that died;
+temporary files of writers killed mid-write are removed at the end of the run.
+
+Every node needs this package (``pip install 'colorization-engine[ray]'``) and the inputs and the
+output folder at the same paths (a shared file system); see the README's cluster recipe.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.io import Job
+from engine.outputs import OutputUnwritableError, remove_stale_temps
+from engine.pipeline import (
+    FileResult,
+    PreparedImage,
+    RunOptions,
+    RunSummary,
+    _reason,
+    _result,
+    is_out_of_memory,
+    prepare_image,
+    start_run,
+    unprepared_result,
+    write_image,
+    written_result,
+)
+from engine.system import available_cores
+
+RAY_MISSING = "--ray needs Ray Data: pip install 'colorization-engine[ray]'"
+LOCAL = "local"
+"""The address that starts a Ray instance on this machine for the run (the default)."""
+
+
+class RayRunError(RuntimeError):
+    """Ray could not start, reach the cluster or run the pipeline; the message says why."""
+
+
+@dataclass(frozen=True)
+class ColorizerRecipe:
+    """What builds the same colorizer in any process of the cluster (models load where used)."""
+
+    model: str | None = None
+    backend: str = "ort"
+    size: int | None = None
+    boost: tuple[float, float] | None = None
+    threads: int | None = None
+    precision: str = "fp32"
+
+    def build(self, with_backend: bool = True):
+        from engine.auto import create_colorizer
+
+        backend = self.backend if with_backend else None
+        return create_colorizer(
+            self.model, backend, self.size, self.boost, self.threads, self.precision
+        )
+
+
+@dataclass
+class RayPlacement:
+    """How many colorize actors, what each reserves, and what Ray took to start."""
+
+    workers: int
+    gpus_per_worker: float
+    cluster_cpus: int = 1
+    cluster_gpus: float = 0.0
+    cpus_per_worker: float = 1.0
+    address: str = LOCAL
+    startup_seconds: float = 0.0
+    """Seconds to start (or join) Ray; in the run's ``seconds`` too."""
+
+    @classmethod
+    def for_cluster(
+        cls, resources: dict, workers: int | None = None, gpus_per_worker: float | None = None
+    ) -> RayPlacement:
+        """Defaults from the cluster's resources: one actor per GPU (or per ``gpus_per_worker``
+        share of one); without GPUs, one actor per 8 CPUs (at least one)."""
+        gpus = float(resources.get("GPU", 0))
+        cpus = float(resources.get("CPU", 1))
+        if gpus_per_worker is None:
+            gpus_per_worker = 1.0 if gpus >= 1 else 0.0
+        if gpus_per_worker > gpus:
+            raise RayRunError(
+                f"--ray-gpus-per-worker {gpus_per_worker:g}: the cluster has {gpus:g} GPUs"
+            )
+        if workers is None:
+            if gpus_per_worker > 0:
+                workers = max(1, math.floor(gpus / gpus_per_worker + 1e-9))
+            else:
+                workers = max(1, int(cpus // 8))
+        return cls(workers, gpus_per_worker, int(cpus), gpus)
+
+
+# ------------------------------------------------------------------------------ the stages
+
+
+@functools.lru_cache(maxsize=4)
+def _cpu_colorizer(recipe: ColorizerRecipe):
+    """The colorizer without a backend, built once per worker process (pre/post-processing)."""
+    return recipe.build(with_backend=False)
+
+
+def _job(row_source: str, row_relative: str, page: int) -> Job:
+    return Job(Path(row_source), Path(row_relative), None if page < 0 else int(page))
+
+
+def decode_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> dict:
+    """Ray task: file rows → decoded images (``item``), or their records (``record``)."""
+    colorizer = _cpu_colorizer(recipe)
+    items: list[PreparedImage | None] = []
+    records: list[FileResult | None] = []
+    for source, relative, page, target in zip(
+        batch["source"], batch["relative"], batch["page"], batch["target"], strict=True
+    ):
+        job = _job(source, relative, page)
+        try:
+            items.append(prepare_image(colorizer, job, Path(target), options))
+            records.append(None)
+        except Exception as exc:  # one bad file is a record, not a failed task
+            items.append(None)
+            records.append(unprepared_result(job, exc))
+    return {"item": items, "record": records}
+
+
+class ColorizeStage:
+    """Ray actor: loads the model once, then colorizes batches of decoded images.
+
+    Images are grouped per model (``--model auto``); a batch that runs out of memory is split in
+    halves until it fits, and an image that still fails is recorded as failed.
+    """
+
+    def __init__(self, recipe: ColorizerRecipe) -> None:
+        self.colorizer = recipe.build()
+
+    def __call__(self, batch: dict) -> dict:
+        items = list(batch["item"])
+        records = list(batch["record"])
+        ab: list[np.ndarray | None] = [None] * len(items)
+        routes: dict[str | None, list[int]] = {}
+        for i, item in enumerate(items):
+            if item is not None:
+                routes.setdefault(item.route, []).append(i)
+        for route, indexes in routes.items():
+            self._infer(items, indexes, route, ab, records)
+        return {"item": items, "record": records, "ab": ab}
+
+    def _infer(self, items, indexes: list[int], route, ab: list, records: list) -> None:
+        t0 = time.perf_counter()
+        try:
+            out = self.colorizer.infer(np.stack([items[i].x for i in indexes]), route=route)
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(indexes) > 1:
+                half = len(indexes) // 2
+                self._infer(items, indexes[:half], route, ab, records)
+                self._infer(items, indexes[half:], route, ab, records)
+                return
+            for i in indexes:
+                records[i] = _result(items[i].job, None, "failed", _reason(exc))
+                items[i] = None
+            return
+        share = (time.perf_counter() - t0) / len(indexes)
+        for i, value in zip(indexes, out, strict=True):
+            ab[i] = value
+            items[i].stage_seconds["inference"] = share
+
+
+def write_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> dict:
+    """Ray task: decoded images and their ab → output files; returns one record per input."""
+    colorizer = _cpu_colorizer(recipe)
+    out: dict[str, list] = {key: [] for key in RECORD_COLUMNS}
+    for item, record, ab in zip(batch["item"], batch["record"], batch["ab"], strict=True):
+        stop, pixels, seconds = "", 0, {}
+        if item is not None:
+            error = None
+            try:
+                write_image(colorizer, item, ab, options)
+                pixels = item.pixel_count
+            except Exception as exc:
+                error = exc
+                if isinstance(exc, OutputUnwritableError):
+                    stop = str(exc)
+            record = written_result(colorizer, item, error)
+            seconds = item.stage_seconds
+        _add_record(out, record, pixels, seconds, stop)
+    return out
+
+
+RECORD_COLUMNS = (
+    "source", "output", "status", "reason", "seconds", "page", "model", "pixels", "stop",
+    *(f"s_{stage}" for stage in ("decode", "preprocess", "inference", "postprocess", "encode")),
+)  # fmt: skip
+"""The final rows: flat columns of plain types (a record, its pixels and stage seconds)."""
+
+
+def _add_record(out: dict, record: FileResult, pixels: int, seconds: dict, stop: str) -> None:
+    for key in ("source", "output", "status", "reason", "seconds", "page", "model"):
+        value = getattr(record, key)
+        out[key].append(value if value is not None else ("" if key != "page" else -1))
+    out["pixels"].append(pixels)
+    out["stop"].append(stop)
+    for key in RECORD_COLUMNS[9:]:
+        out[key].append(float(seconds.get(key[2:], 0.0)))
+
+
+def _record_from_row(row: dict) -> tuple[FileResult, int, dict[str, float], str]:
+    record = FileResult(
+        row["source"], row["output"] or None, row["status"], row["reason"] or None,
+        float(row["seconds"]), None if row["page"] < 0 else int(row["page"]),
+        row["model"] or None,
+    )  # fmt: skip
+    seconds = {key[2:]: float(row[key]) for key in RECORD_COLUMNS[9:] if row[key]}
+    return record, int(row["pixels"]), seconds, row["stop"]
+
+
+# ------------------------------------------------------------------------------ the driver
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise RayRunError(RAY_MISSING) from exc
+    return ray
+
+
+def connect(address: str | None) -> dict:
+    """Start a local Ray instance (``local``/None) or join a cluster; returns its resources."""
+    ray = _import_ray()
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # Ray's C++ core logs at error level about its own defaults (actor constructor arguments
+    # in the object store); RAY_BACKEND_LOG_LEVEL=info brings its logs back for debugging.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    kwargs: dict = {
+        "logging_level": logging.ERROR,
+        "log_to_driver": False,
+        "configure_logging": True,
+    }
+    if address in (None, LOCAL):
+        kwargs.update(address="local", num_cpus=available_cores(), include_dashboard=False)
+    else:
+        kwargs.update(address=address)
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError from Ray's own checks
+        where = "a local Ray instance" if address in (None, LOCAL) else f"Ray at {address}"
+        raise RayRunError(f"cannot start {where}: {str(exc).splitlines()[0]}") from exc
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.verbose_stats_logs = False
+    return ray.cluster_resources()
+
+
+def run_on_ray(
+    recipe: ColorizerRecipe,
+    planned: list[tuple[Job, Path]],
+    options: RunOptions,
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> tuple[RunSummary, RayPlacement]:
+    """Colorize ``planned`` (from :func:`engine.pipeline.plan`) on Ray; see the module docstring.
+
+    Raises :class:`RayRunError` when Ray cannot start or the pipeline itself fails.
+    """
+    ray = _import_ray()
+    recorder, todo = start_run(planned, options, on_result)
+    started = time.perf_counter()
+    placement = RayPlacement(0, 0.0, address=address or LOCAL)
+    try:
+        if todo:  # a rerun with every output written starts no Ray
+            resources = connect(address)
+            placement = RayPlacement.for_cluster(resources, workers, gpus_per_worker)
+            placement.address = address or LOCAL
+            placement.startup_seconds = round(time.perf_counter() - started, 3)
+            _stream(ray, recipe, list(todo), options, placement, recorder)
+    except KeyboardInterrupt:
+        recorder.stop("interrupted (Ctrl-C)")
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()  # ends a local instance's workers, and with them any write in flight
+        recorder.summary.seconds = time.perf_counter() - started
+        recorder.summary.batch_size = options.batch_size
+        recorder.summary.removed_temps += _remove_dead_writers_temps(Path(options.output_dir))
+        recorder.close()
+    return recorder.summary, placement
+
+
+def _stream(ray, recipe, todo, options: RunOptions, placement: RayPlacement, recorder) -> None:
+    rows = [
+        {"source": str(job.source), "relative": str(job.relative),
+         "page": -1 if job.page is None else job.page, "target": str(target)}
+        for job, target in todo
+    ]  # fmt: skip
+    per_block = max(1, min(options.batch_size // 4 or 1, 4))
+    blocks = max(1, math.ceil(len(rows) / per_block))
+    stage_kwargs = {"recipe": recipe, "options": options}
+    # CPU tasks in flight: the cluster's CPUs. A task pool's size that differs from the actor
+    # pool's also keeps Ray Data from fusing the decode tasks into the colorize actors, which
+    # would serialise decoding behind the model.
+    tasks = max(2, placement.cluster_cpus)
+    if tasks == placement.workers:
+        tasks += 1
+    cpu_task = {"num_cpus": 1, "concurrency": tasks, "batch_format": "numpy"}
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ds = ds.map_batches(decode_stage, fn_kwargs=stage_kwargs, batch_size=per_block, **cpu_task)
+    actors = ray.data.ActorPoolStrategy(min_size=1, max_size=placement.workers)
+    ds = ds.map_batches(
+        ColorizeStage, fn_constructor_kwargs={"recipe": recipe}, batch_size=options.batch_size,
+        batch_format="numpy", compute=actors, num_gpus=placement.gpus_per_worker or None,
+        num_cpus=placement.cpus_per_worker,
+    )  # fmt: skip
+    ds = ds.map_batches(write_stage, fn_kwargs=stage_kwargs, batch_size=None, **cpu_task)
+    try:
+        for row in ds.iter_rows():
+            record, pixels, seconds, stop = _record_from_row(row)
+            recorder.add_times(seconds)
+            recorder.add(record, pixels=pixels)
+            if stop:
+                recorder.stop(stop)
+            if recorder.summary.stopped:
+                break
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the pipeline failed as a whole (a stage's code, actor creation)
+        raise RayRunError(f"the Ray pipeline failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The innermost cause's message, first line (Ray wraps user errors several times)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".strip()
+
+
+def _remove_dead_writers_temps(output_dir: Path, wait_s: float = 5.0) -> int:
+    """Remove temporary files of writers that died (a killed worker, the Ray instance shut down
+    mid-write); waits a little for the shut-down workers' processes to end."""
+    deadline = time.monotonic() + wait_s
+    removed = remove_stale_temps(output_dir)
+    while time.monotonic() < deadline and _temps_left(output_dir):
+        time.sleep(0.2)
+        removed += remove_stale_temps(output_dir)
+    return removed
+
+
+def _temps_left(output_dir: Path) -> bool:
+    from engine.io import TEMP_MARKER
+
+    return any(TEMP_MARKER in name for _, _, files in os.walk(output_dir) for name in files)
