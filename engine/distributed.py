@@ -22,6 +22,8 @@ import functools
 import logging
 import math
 import os
+import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,6 +144,12 @@ def decode_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> d
     return {"item": items, "record": records}
 
 
+def _objects(column, kind: type) -> list:
+    """A column of Python objects or gaps as a list (a column that is all gaps reaches a stage
+    as nulls of some other type: NaN floats, say)."""
+    return [value if isinstance(value, kind) else None for value in column]
+
+
 class ColorizeStage:
     """Ray actor: loads the model once, then colorizes batches of decoded images.
 
@@ -153,8 +161,8 @@ class ColorizeStage:
         self.colorizer = recipe.build()
 
     def __call__(self, batch: dict) -> dict:
-        items = list(batch["item"])
-        records = list(batch["record"])
+        items = _objects(batch["item"], PreparedImage)
+        records = _objects(batch["record"], FileResult)
         ab: list[np.ndarray | None] = [None] * len(items)
         routes: dict[str | None, list[int]] = {}
         for i, item in enumerate(items):
@@ -188,7 +196,11 @@ def write_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> di
     """Ray task: decoded images and their ab → output files; returns one record per input."""
     colorizer = _cpu_colorizer(recipe)
     out: dict[str, list] = {key: [] for key in RECORD_COLUMNS}
-    for item, record, ab in zip(batch["item"], batch["record"], batch["ab"], strict=True):
+    columns = (
+        _objects(batch["item"], PreparedImage), _objects(batch["record"], FileResult),
+        _objects(batch["ab"], np.ndarray),
+    )  # fmt: skip
+    for item, record, ab in zip(*columns, strict=True):
         stop, pixels, seconds = "", 0, {}
         if item is not None:
             error = None
@@ -244,6 +256,21 @@ def _import_ray():
     return ray
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` or ``ray://host:port`` that does not answer (Ray itself
+    retries for minutes); ``auto`` is left to Ray, which looks for a cluster on this node."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address)
+    if not match:
+        return
+    host, port = match.group(1), int(match.group(2))
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RayRunError(f"cannot reach Ray at {address}: {reason}") from exc
+
+
 def connect(address: str | None) -> dict:
     """Start a local Ray instance (``local``/None) or join a cluster; returns its resources."""
     ray = _import_ray()
@@ -260,6 +287,7 @@ def connect(address: str | None) -> dict:
     if address in (None, LOCAL):
         kwargs.update(address="local", num_cpus=available_cores(), include_dashboard=False)
     else:
+        check_reachable(address)
         kwargs.update(address=address)
     try:
         ray.init(**kwargs)
