@@ -285,7 +285,9 @@ def connect(address: str | None) -> dict:
         "configure_logging": True,
     }
     if address in (None, LOCAL):
-        kwargs.update(address="local", num_cpus=available_cores(), include_dashboard=False)
+        # One CPU token more than the cores: the colorize actor holds one for its lifetime, and
+        # decode and write tasks must still run side by side on a 2-core laptop.
+        kwargs.update(address="local", num_cpus=available_cores() + 1, include_dashboard=False)
     else:
         check_reachable(address)
         kwargs.update(address=address)
@@ -343,7 +345,7 @@ def _stream(ray, recipe, todo, options: RunOptions, placement: RayPlacement, rec
          "page": -1 if job.page is None else job.page, "target": str(target)}
         for job, target in todo
     ]  # fmt: skip
-    per_block = max(1, min(options.batch_size // 4 or 1, 4))
+    per_block = max(1, min(options.batch_size, 4))
     blocks = max(1, math.ceil(len(rows) / per_block))
     stage_kwargs = {"recipe": recipe, "options": options}
     # CPU tasks in flight: the cluster's CPUs. A task pool's size that differs from the actor

@@ -52,7 +52,9 @@ def test_ray_outputs_equal_the_local_pipelines_and_a_rerun_resumes(tmp_path):
     local, distributed = tmp_path / "local", tmp_path / "ray"
     result = runner.invoke(app, ["colorize", str(corpus), "-o", str(local)])
     assert result.exit_code == 1, result.output
-    result = runner.invoke(app, ["colorize", "--ray", str(corpus), "-o", str(distributed), "--json"])
+    result = runner.invoke(
+        app, ["colorize", "--ray", str(corpus), "-o", str(distributed), "--json"]
+    )
     assert result.exit_code == 1, result.output  # the same bad files fail
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert (summary["done"], summary["failed"]) == (len(good), len(bad))
@@ -76,7 +78,9 @@ def test_ray_outputs_equal_the_local_pipelines_and_a_rerun_resumes(tmp_path):
 
     # A rerun resumes: nothing is written again, every good input is skipped.
     mtimes = {p: p.stat().st_mtime_ns for p in distributed.rglob("*") if p.is_file()}
-    result = runner.invoke(app, ["colorize", "--ray", str(corpus), "-o", str(distributed), "--json"])
+    result = runner.invoke(
+        app, ["colorize", "--ray", str(corpus), "-o", str(distributed), "--json"]
+    )
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert (summary["done"], summary["skipped"]) == (0, len(good)), result.output
     assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())
