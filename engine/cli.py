@@ -1,4 +1,4 @@
-"""``engine`` command line: colorize, models, export, info."""
+"""``engine`` command line: colorize, report, benchmark, models, export, info."""
 
 from __future__ import annotations
 
@@ -295,13 +295,17 @@ def colorize_command(
         described = colorizer.describe()
         try:
             if ray:
+                described.update(backend=backend)
                 summary, ray_facts = _run_on_ray(
                     model, backend, size, boost, threads, precision, planned, options,
-                    ray_address, ray_workers, ray_gpus_per_worker, on_result,
+                    ray_address, ray_workers, ray_gpus_per_worker, on_result, described,
                 )  # fmt: skip
-                described.update(backend=backend, ray=ray_facts)
+                described.update(ray=ray_facts)
             else:
-                summary = run(colorizer, inputs, options, on_result=on_result, planned=planned)
+                summary = run(
+                    colorizer, inputs, options, on_result=on_result, planned=planned,
+                    facts=described,
+                )  # fmt: skip
         except OutputUnwritableError as exc:
             fail(exc.strerror or str(exc))
     _print_summary(summary, described, batch_size)
@@ -321,7 +325,7 @@ def colorize_command(
 
 def _run_on_ray(
     model, backend, size, boost, threads, precision, planned, options, address, workers, gpus,
-    on_result,
+    on_result, described,
 ):  # fmt: skip
     """The run on Ray (see :mod:`engine.distributed`); one line and exit 2 when Ray fails."""
     from dataclasses import asdict
@@ -509,6 +513,54 @@ def benchmark_command(
         console.print(f"[red]bound missed:[/red] {line}", highlight=False, soft_wrap=True)
     if misses:
         raise typer.Exit(EXIT_FAILED_FILES)
+
+
+@app.command("report")
+def report_command(
+    output: Annotated[
+        Path, typer.Argument(help="The output folder of a run (`engine colorize … -o OUTPUT`).")
+    ],
+    page: Annotated[
+        Path | None,
+        typer.Option(
+            "--page", help="Where to write the page. Default: OUTPUT/colorize-report.html."
+        ),
+    ] = None,
+    thumb_size: Annotated[
+        int, typer.Option("--thumb-size", min=32, help="Long side of the thumbnails, in pixels.")
+    ] = 240,
+    max_pairs: Annotated[
+        int,
+        typer.Option(
+            "--max-pairs",
+            min=1,
+            help="Most before/after pairs on the page (thumbnails are inline; every failed file is listed regardless).",
+        ),
+    ] = 1000,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what the page holds as JSON.")
+    ] = False,
+) -> None:
+    """Write an HTML page of a run: before/after pairs (click: full size with a slider), each
+    file's status and time, and the run's summary. Self-contained and offline; works during a
+    run too (it reads the run logs), so rerun it to refresh."""
+    from engine.report import build_report
+
+    try:
+        report = build_report(output, page, thumb_size, max_pairs)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    if as_json:
+        facts = {"page": str(report.path), "pairs": report.pairs, "runs": len(report.runs),
+                 **report.counts}  # fmt: skip
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    console.print(
+        f"wrote {report.path}: {report.pairs} before/after pairs; "
+        f"{report.counts['done']} done, {report.counts['skipped']} skipped, "
+        f"{report.counts['failed']} failed, from {len(report.runs)} run log(s)",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 @app.command("models")

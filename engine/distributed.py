@@ -26,7 +26,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -311,8 +311,11 @@ def run_on_ray(
     workers: int | None = None,
     gpus_per_worker: float | None = None,
     on_result: Callable[[FileResult], None] | None = None,
+    facts: dict | None = None,
 ) -> tuple[RunSummary, RayPlacement]:
     """Colorize ``planned`` (from :func:`engine.pipeline.plan`) on Ray; see the module docstring.
+
+    ``facts`` (model, backend, …) go into the run's summary file, with the placement.
 
     Raises :class:`RayRunError` when Ray cannot start or the pipeline itself fails.
     """
@@ -335,7 +338,7 @@ def run_on_ray(
         recorder.summary.seconds = time.perf_counter() - started
         recorder.summary.batch_size = options.batch_size
         recorder.summary.removed_temps += _remove_dead_writers_temps(Path(options.output_dir))
-        recorder.close()
+        recorder.close({**(facts or {}), "ray": asdict(placement)})
     return recorder.summary, placement
 
 

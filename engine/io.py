@@ -20,6 +20,8 @@ IMAGE_EXTENSIONS = frozenset(
 EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".jpe", ".bmp", ".webp"})
 ALPHA_FORMATS = frozenset({".png", ".tif", ".tiff", ".webp"})
 TEMP_MARKER = ".colorize-tmp-"
+REPORT_ASSETS = "colorize-report-files"
+"""The folder of ``engine report``'s full-size previews: never an input."""
 
 
 class ImageError(ValueError):
@@ -58,7 +60,11 @@ def _glob_base(pattern: str) -> Path:
 
 
 def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and TEMP_MARKER not in path.name
+    return (
+        path.suffix.lower() in IMAGE_EXTENSIONS
+        and TEMP_MARKER not in path.name
+        and REPORT_ASSETS not in path.parts
+    )
 
 
 def discover(inputs: Sequence[str | Path], exclude: Iterable[Path] = ()) -> list[Job]:

@@ -238,6 +238,7 @@ class _Recorder:
     def __init__(self, log_path: Path, on_result: Callable[[FileResult], None] | None) -> None:
         self.lock = threading.Lock()
         self.summary = RunSummary(log_path=str(log_path))
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.on_result = on_result
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = log_path.open("a", encoding="utf-8")
@@ -268,9 +269,22 @@ class _Recorder:
         if self.summary.stopped is None:
             self.summary.stopped = reason
 
-    def close(self) -> None:
+    def close(self, facts: dict | None = None) -> None:
+        """Close the log and write the run's summary beside it (:func:`summary_path`)."""
         with contextlib.suppress(OSError):  # a full disk: the log's last lines may be lost
             self.log.close()
+        record = {
+            **self.summary.to_dict(), "started_at": self.started_at,
+            "ended_at": datetime.now(UTC).isoformat(timespec="seconds"), **(facts or {}),
+        }  # fmt: skip
+        path = summary_path(Path(self.summary.log_path))
+        with contextlib.suppress(OSError):
+            write_atomic(path, json.dumps(record, indent=2, default=str).encode(), replace=True)
+
+
+def summary_path(log_path: Path) -> Path:
+    """Where a run writes its summary when it ends: ``colorize-log-….summary.json``."""
+    return log_path.with_suffix(".summary.json")
 
 
 def plan(inputs: Sequence[str | Path], options: RunOptions) -> list[tuple[Job, Path]]:
@@ -337,10 +351,12 @@ def run(
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[FileResult], None] | None = None,
     planned: list[tuple[Job, Path]] | None = None,
+    facts: dict | None = None,
 ) -> RunSummary:
     """Colorize every input into ``options.output_dir``; see the module docstring.
 
-    ``planned`` (from :func:`plan`) saves scanning the inputs again when the caller already did.
+    ``planned`` (from :func:`plan`) saves scanning the inputs again when the caller already did;
+    ``facts`` (model, backend, …) go into the run's summary file.
     """
     if planned is None:
         planned = plan(inputs, options)
@@ -444,7 +460,7 @@ def run(
         encode_pool.shutdown(wait=True)
         recorder.summary.seconds = time.perf_counter() - started
         recorder.summary.batch_size = batch_limit
-        recorder.close()
+        recorder.close(facts)
     return recorder.summary
 
 

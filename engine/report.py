@@ -1,0 +1,264 @@
+"""``engine report``: one HTML page that shows a run's before/after pairs, per-file status and
+timing, and the run's summary — self-contained (styles, script and thumbnails inline, no network)
+and made from the run logs, so it works after a run and during one.
+
+Clicking a pair opens a full-size comparison with a slider. The full-size images are the input
+and output files themselves, linked by relative paths (nothing is copied), except formats that
+browsers do not show (TIFF, JPEG 2000, PPM): those get a full-size JPEG preview in
+``colorize-report-files/`` beside the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from string import Template
+from urllib.parse import quote
+
+import cv2
+import numpy as np
+
+from engine.io import REPORT_ASSETS, ImageError, read_image
+from engine.outputs import LOG_PREFIX, write_atomic
+
+REPORT_NAME = "colorize-report.html"
+TEMPLATE = Template((Path(__file__).parent / "report_template.html").read_text(encoding="utf-8"))
+"""The page: its styles and script, with ``$name`` slots for the content."""
+MAX_FILE_ROWS = 5000
+"""Rows of the file table (every failed file is listed, however many)."""
+BROWSER_FORMATS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif"})
+"""Formats every current browser shows, so the files themselves are linked."""
+
+
+@dataclass
+class RunInfo:
+    """One run, from its log and (once it ended) its summary file."""
+
+    log: Path
+    records: int = 0
+    summary: dict | None = None
+    """The summary file's content; None while the run is going on (or after it was killed)."""
+
+    @property
+    def state(self) -> str:
+        if self.summary is None:
+            return "running or killed"
+        return f"stopped: {self.summary['stopped']}" if self.summary.get("stopped") else "ended"
+
+
+@dataclass
+class Entry:
+    """One input: its latest meaningful record (a done record outlives later "output exists")."""
+
+    source: str
+    output: str | None
+    status: str
+    reason: str | None
+    seconds: float
+    model: str | None
+    page: int | None
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        return self.source, self.page
+
+
+@dataclass
+class Report:
+    """What the page shows, and where it was written."""
+
+    path: Path
+    runs: list[RunInfo]
+    entries: list[Entry]
+    pairs: int
+    """Before/after pairs shown (done files whose output still exists, up to the limit)."""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def read_runs(output_dir: Path) -> tuple[list[RunInfo], list[Entry]]:
+    """Every run log in ``output_dir`` (oldest first) and one entry per input."""
+    runs: list[RunInfo] = []
+    latest: dict[tuple[str, int | None], Entry] = {}
+    for log in sorted(output_dir.glob(f"{LOG_PREFIX}*.jsonl")):
+        run = RunInfo(log)
+        summary = log.with_suffix(".summary.json")
+        if summary.is_file():
+            try:
+                run.summary = json.loads(summary.read_text())
+            except (OSError, json.JSONDecodeError):
+                run.summary = None
+        for line in log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                entry = Entry(
+                    record["source"], record.get("output"), record["status"],
+                    record.get("reason"), float(record.get("seconds") or 0.0),
+                    record.get("model"), record.get("page"),
+                )  # fmt: skip
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a line cut short by a killed run
+            run.records += 1
+            previous = latest.get(entry.key)
+            if previous is None or previous.status != "done" or entry.status == "done":
+                latest[entry.key] = entry
+        runs.append(run)
+    return runs, list(latest.values())
+
+
+def build_report(
+    output_dir: Path,
+    path: Path | None = None,
+    thumb_px: int = 240,
+    max_pairs: int = 1000,
+) -> Report:
+    """Write the report page for ``output_dir`` (default: ``colorize-report.html`` inside it)."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"{output_dir}: no such folder")
+    runs, entries = read_runs(output_dir)
+    if not runs:
+        raise FileNotFoundError(f"{output_dir}: no run logs ({LOG_PREFIX}*.jsonl) in this folder")
+    path = Path(path or output_dir / REPORT_NAME)
+    assets = path.parent / REPORT_ASSETS
+    entries.sort(key=lambda e: (e.status != "failed", e.source, e.page or 0))
+    cards, shown = [], 0
+    for entry in entries:
+        if entry.status != "done" or not entry.output or not Path(entry.output).is_file():
+            continue
+        if shown >= max_pairs:
+            break
+        card = _card(entry, shown, path.parent, assets, thumb_px)
+        if card:
+            cards.append(card)
+            shown += 1
+    counts = {s: sum(e.status == s for e in entries) for s in ("done", "skipped", "failed")}
+    page = _page(output_dir, runs, entries, cards, counts, max_pairs)
+    write_atomic(path, page.encode(), replace=True)
+    return Report(path, runs, entries, shown, counts)
+
+
+# ------------------------------------------------------------------------------ images
+
+
+def _eight_bit(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint16:
+        return (pixels >> 8).astype(np.uint8)
+    return pixels
+
+
+def _thumbnail(pixels: np.ndarray, px: int) -> str:
+    """A JPEG data URI of ``pixels`` with its long side ``px``."""
+    h, w = pixels.shape[:2]
+    scale = min(1.0, px / max(h, w))
+    small = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA)  # fmt: skip
+    ok, data = cv2.imencode(".jpg", _eight_bit(small), [cv2.IMWRITE_JPEG_QUALITY, 82])
+    if not ok:
+        raise ImageError("cannot encode a thumbnail")
+    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode()
+
+
+def _full_size_url(
+    file: Path, pixels: np.ndarray, page_dir: Path, assets: Path, name: str, page: int | None
+) -> str:
+    """A relative URL that shows ``file`` at full size: the file itself, or a JPEG preview."""
+    if file.suffix.lower() in BROWSER_FORMATS and not page:
+        target = file
+    else:
+        target = assets / f"{name}.jpg"
+        data = cv2.imencode(".jpg", _eight_bit(pixels), [cv2.IMWRITE_JPEG_QUALITY, 92])[1]
+        write_atomic(target, data.tobytes(), replace=True)
+    return quote(os.path.relpath(target.resolve(), page_dir.resolve()).replace(os.sep, "/"))
+
+
+def _card(entry: Entry, index: int, page_dir: Path, assets: Path, px: int) -> str | None:
+    """The grid card of one done file (None when its input is gone or cannot be read)."""
+    try:
+        page = None if entry.page is None else entry.page - 1
+        before = read_image(Path(entry.source), page=page).pixels
+        after = read_image(Path(entry.output)).pixels
+    except (ImageError, OSError):
+        return None
+    name = f"{index:06d}"
+    before_url = _full_size_url(Path(entry.source), before, page_dir, assets, f"{name}-before",
+                                page)  # fmt: skip
+    after_url = _full_size_url(Path(entry.output), after, page_dir, assets, f"{name}-after", None)
+    h, w = after.shape[:2]
+    title = Path(entry.source).name + ("" if entry.page is None else f" (page {entry.page})")
+    e = html.escape
+    return (
+        f'<figure class="pair" tabindex="0" data-before="{e(before_url)}" '
+        f'data-after="{e(after_url)}" data-title="{e(title)}" data-size="{w}×{h}">'
+        f'<div class="thumbs"><img alt="before: {e(title)}" src="{_thumbnail(before, px)}">'
+        f'<img alt="after: {e(title)}" src="{_thumbnail(after, px)}"></div>'
+        f'<figcaption><span class="name" title="{e(entry.source)}">{e(title)}</span>'
+        f"<span>{w}×{h} · {entry.seconds:.2f} s · {e(entry.model or '')}</span></figcaption>"
+        "</figure>"
+    )
+
+
+# ------------------------------------------------------------------------------ the page
+
+
+def _summary_rows(runs: list[RunInfo], counts: dict[str, int]) -> list[tuple[str, str]]:
+    ended = [r.summary for r in runs if r.summary]
+    rows = [
+        ("inputs", f"{sum(counts.values()):,}"),
+        ("done / skipped / failed",
+         f"{counts['done']:,} / {counts['skipped']:,} / {counts['failed']:,}"),
+        ("runs", f"{len(runs)} ({sum(r.summary is None for r in runs)} running or killed)"),
+    ]  # fmt: skip
+    if ended:
+        last = ended[-1]
+        seconds = sum(s.get("seconds", 0.0) for s in ended)
+        done = sum(s.get("done", 0) for s in ended)
+        where = last.get("backend", "?") + (" on Ray" if last.get("ray") else "")
+        rows += [
+            ("model", f"{last.get('model', '?')} ({last.get('precision', 'fp32')})"),
+            ("backend", where),
+            ("time (ended runs)", f"{seconds:.1f} s, {done / max(seconds, 1e-9):.2f} images/s"),
+            ("megapixels done", f"{sum(s.get('megapixels', 0.0) for s in ended):.1f}"),
+        ]  # fmt: skip
+        shares = last.get("stage_shares") or {}
+        if shares:
+            rows.append(("stage shares (last run)",
+                         ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))  # fmt: skip
+    return rows
+
+
+def _page(output_dir, runs, entries, cards, counts, max_pairs) -> str:
+    e = html.escape
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
+                   for k, v in _summary_rows(runs, counts))  # fmt: skip
+    run_rows = "".join(
+        f"<tr><td>{e(r.log.name)}</td><td>{e(r.state)}</td><td>{r.records}</td>"
+        f"<td>{e(str((r.summary or {}).get('started_at', '')))}</td>"
+        f"<td>{(r.summary or {}).get('seconds', 0):.1f}</td></tr>"
+        for r in runs
+    )
+    listed = entries[: max(MAX_FILE_ROWS, counts["failed"])]  # failed files come first
+    file_rows = "".join(
+        f'<tr class="{e(x.status)}"><td title="{e(x.source)}">{e(Path(x.source).name)}'
+        f"{'' if x.page is None else f' (page {x.page})'}</td><td>{e(x.status)}</td>"
+        f"<td>{x.seconds:.2f}</td><td>{e(x.model or '')}</td><td>{e(x.reason or '')}</td></tr>"
+        for x in listed
+    )
+    more = ""
+    if counts["done"] > len(cards):
+        more = f"<p class=note>Showing {len(cards):,} of {counts['done']:,} pairs.</p>"
+    if len(entries) > len(listed):
+        file_rows += (
+            f"<tr><td colspan=5>… {len(entries) - len(listed):,} more in the logs</td></tr>"
+        )
+    return TEMPLATE.substitute(
+        title=e(f"Colorization report — {output_dir}"), generated=e(generated),
+        summary=rows, runs=run_rows, files=file_rows, cards="".join(cards), more=more,
+        pairs=len(cards), stamp=int(time.time()),
+    )  # fmt: skip
