@@ -42,6 +42,7 @@ from engine.pipeline import (
     _result,
     is_out_of_memory,
     prepare_image,
+    read_job,
     start_run,
     unprepared_result,
     write_image,
@@ -136,7 +137,9 @@ def decode_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> d
     ):
         job = _job(source, relative, page)
         try:
-            items.append(prepare_image(colorizer, job, Path(target), options))
+            item = prepare_image(colorizer, job, Path(target), options)
+            item.pixels = item.alpha = item.metadata = None  # see reload_pixels
+            items.append(item)
             records.append(None)
         except Exception as exc:  # one bad file is a record, not a failed task
             items.append(None)
@@ -192,6 +195,21 @@ class ColorizeStage:
             items[i].stage_seconds["inference"] = share
 
 
+def reload_pixels(item: PreparedImage, options: RunOptions) -> None:
+    """Decode ``item``'s file again for its output.
+
+    Only the model input (256² floats) and the ab (2×256²) travel between the stages: a
+    full-resolution image through the object store costs more than decoding it twice (measured:
+    see the README's Ray section), and a write task may run on another node anyway.
+    """
+    t0 = time.perf_counter()
+    decoded = read_job(item.job, options)
+    item.pixels, item.alpha, item.metadata = decoded.pixels, decoded.alpha, decoded.metadata
+    item.stage_seconds["decode"] = item.stage_seconds.get("decode", 0.0) + (
+        time.perf_counter() - t0
+    )
+
+
 def write_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> dict:
     """Ray task: decoded images and their ab → output files; returns one record per input."""
     colorizer = _cpu_colorizer(recipe)
@@ -205,6 +223,7 @@ def write_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> di
         if item is not None:
             error = None
             try:
+                reload_pixels(item, options)
                 write_image(colorizer, item, ab, options)
                 pixels = item.pixel_count
             except Exception as exc:

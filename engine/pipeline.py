@@ -175,6 +175,11 @@ class AlreadyInColourError(Exception):
     """Raised by the decode stage for a colour input under ``skip_color``."""
 
 
+def read_job(job: Job, options: RunOptions):
+    """Decode ``job``'s file (its page) as the run's options say: metadata, pixel limit."""
+    return read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
+
+
 def prepare_image(
     colorizer, job: Job, target: Path, options: RunOptions, cost: int = 0
 ) -> PreparedImage:
@@ -183,7 +188,7 @@ def prepare_image(
     The colorizer's backend is not used: a colorizer built with ``backend=None`` will do.
     """
     started, t0 = time.time(), time.perf_counter()
-    decoded = read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
+    decoded = read_job(job, options)
     if options.skip_color and has_colour(decoded.pixels):
         raise AlreadyInColourError
     t1 = time.perf_counter()
