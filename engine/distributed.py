@@ -18,13 +18,16 @@ output folder at the same paths (a shared file system); see the README's cluster
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import os
 import re
 import socket
+import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -290,6 +293,20 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise RayRunError(f"cannot reach Ray at {address}: {reason}") from exc
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Send this process's file descriptor 2 to /dev/null for a while (C++ writes included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def connect(address: str | None) -> dict:
     """Start a local Ray instance (``local``/None) or join a cluster; returns its resources."""
     ray = _import_ray()
@@ -311,7 +328,8 @@ def connect(address: str | None) -> dict:
         check_reachable(address)
         kwargs.update(address=address)
     try:
-        ray.init(**kwargs)
+        with _quiet_stderr():  # Ray's C++ core announces its log level there, whatever it is
+            ray.init(**kwargs)
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError from Ray's own checks
         where = "a local Ray instance" if address in (None, LOCAL) else f"Ray at {address}"
         raise RayRunError(f"cannot start {where}: {str(exc).splitlines()[0]}") from exc
@@ -386,6 +404,8 @@ def _stream(ray, recipe, todo, options: RunOptions, placement: RayPlacement, rec
         num_cpus=placement.cpus_per_worker,
     )  # fmt: skip
     ds = ds.map_batches(write_stage, fn_kwargs=stage_kwargs, batch_size=None, **cpu_task)
+    # Ray Data warns when a stage gets fewer blocks than it may run tasks (small runs): harmless.
+    warnings.filterwarnings("ignore", "The maximum number of concurrent tasks", UserWarning)
     try:
         for row in ds.iter_rows():
             record, pixels, seconds, stop = _record_from_row(row)

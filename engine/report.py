@@ -77,7 +77,7 @@ class Report:
     runs: list[RunInfo]
     entries: list[Entry]
     pairs: int
-    """Before/after pairs shown (done files whose output still exists, up to the limit)."""
+    """Before/after pairs shown (files whose output exists, up to the limit)."""
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -129,7 +129,8 @@ def build_report(
     entries.sort(key=lambda e: (e.status != "failed", e.source, e.page or 0))
     cards, shown = [], 0
     for entry in entries:
-        if entry.status != "done" or not entry.output or not Path(entry.output).is_file():
+        # Done, or skipped because an earlier (perhaps interrupted) run wrote the output.
+        if entry.status == "failed" or not entry.output or not Path(entry.output).is_file():
             continue
         if shown >= max_pairs:
             break
@@ -177,6 +178,10 @@ def _full_size_url(
     return quote(os.path.relpath(target.resolve(), page_dir.resolve()).replace(os.sep, "/"))
 
 
+def _timing(entry: Entry) -> str:
+    return f"{entry.seconds:.2f} s" if entry.status == "done" else "written by an earlier run"
+
+
 def _card(entry: Entry, index: int, page_dir: Path, assets: Path, px: int) -> str | None:
     """The grid card of one done file (None when its input is gone or cannot be read)."""
     try:
@@ -198,7 +203,7 @@ def _card(entry: Entry, index: int, page_dir: Path, assets: Path, px: int) -> st
         f'<div class="thumbs"><img alt="before: {e(title)}" src="{_thumbnail(before, px)}">'
         f'<img alt="after: {e(title)}" src="{_thumbnail(after, px)}"></div>'
         f'<figcaption><span class="name" title="{e(entry.source)}">{e(title)}</span>'
-        f"<span>{w}×{h} · {entry.seconds:.2f} s · {e(entry.model or '')}</span></figcaption>"
+        f"<span>{w}×{h} · {_timing(entry)} · {e(entry.model or '')}</span></figcaption>"
         "</figure>"
     )
 

@@ -175,3 +175,33 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "127.0.0.1:1" in lines[0], result.output
+
+
+def test_ctrl_c_stops_the_ray_run_cleanly_and_a_rerun_completes(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(36):
+        shutil.copyfile(photo_paths()[i % len(photo_paths())], folder / f"scan{i:03d}.jpg")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "engine", "colorize", "--ray", str(folder), "-o", str(out),
+               "--batch-size", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list(out.glob("scan*.jpg"))) >= 3:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-2000:]
+    assert "interrupted (Ctrl-C)" in output and "Traceback" not in output
+    assert not [p for p in out.rglob("*") if TEMP_MARKER in p.name]
+    written = len(list(out.glob("scan*.jpg")))
+    assert written < 36
+    result = runner.invoke(app, ["colorize", "--ray", str(folder), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert (summary["skipped"], summary["done"]) == (written, 36 - written)
+    for path in sorted(out.glob("scan*.jpg")):
+        assert read_image(path).pixels.shape[:2] == read_image(folder / path.name).pixels.shape[:2]
