@@ -310,8 +310,9 @@ def _quiet_stderr():
 def connect(address: str | None) -> dict:
     """Start a local Ray instance (``local``/None) or join a cluster; returns its resources."""
     ray = _import_ray()
+    # Ray's loggers stay quiet: what goes wrong reaches the user as one line (RayRunError).
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     # Ray's C++ core logs at error level about its own defaults (actor constructor arguments
     # in the object store); RAY_BACKEND_LOG_LEVEL=info brings its logs back for debugging.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
@@ -333,6 +334,12 @@ def connect(address: str | None) -> dict:
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError from Ray's own checks
         where = "a local Ray instance" if address in (None, LOCAL) else f"Ray at {address}"
         raise RayRunError(f"cannot start {where}: {str(exc).splitlines()[0]}") from exc
+    # The driver prints the raylet's error messages (a failing actor's remote traceback, retries)
+    # on stdout, which --json owns; their substance reaches the user as one line (RayRunError).
+    # Ray's debugger turns the printing off with this flag; there is no public switch.
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    if worker is not None and hasattr(worker, "_worker_logs_enabled"):
+        worker._worker_logs_enabled = False
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -421,12 +428,29 @@ def _stream(ray, recipe, todo, options: RunOptions, placement: RayPlacement, rec
         raise RayRunError(f"the Ray pipeline failed: {_first_line(exc)}") from exc
 
 
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
+
+
 def _first_line(exc: BaseException) -> str:
-    """The innermost cause's message, first line (Ray wraps user errors several times)."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1] if text else ''}".strip()
+    """The root error of a failed pipeline, on one line.
+
+    Ray wraps a stage's error (an actor that cannot load its backend, say) in several
+    exceptions whose text is the remote traceback; its last ``Type: message`` line is the error.
+    """
+    found = None
+    chain: BaseException | None = exc
+    for _ in range(16):
+        if chain is None:
+            break
+        for line in str(chain).splitlines():
+            match = _ERROR_LINE.match(line.strip())
+            if match:
+                found = match
+        chain = chain.__cause__ or chain.__context__
+    if found is None:
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:] or ''}"
+    kind, message = found.groups()
+    return message if kind in ("BackendError", "ModelError") else f"{kind}: {message}"
 
 
 def _remove_dead_writers_temps(output_dir: Path, wait_s: float = 5.0) -> int:

@@ -205,3 +205,17 @@ def test_ctrl_c_stops_the_ray_run_cleanly_and_a_rerun_completes(tmp_path):
     assert (summary["skipped"], summary["done"]) == (written, 36 - written)
     for path in sorted(out.glob("scan*.jpg")):
         assert read_image(path).pixels.shape[:2] == read_image(folder / path.name).pixels.shape[:2]
+
+
+def test_a_backend_that_cannot_load_on_the_workers_is_one_line_and_exit_2(tmp_path):
+    from engine.backends import availability
+
+    if availability()["trt"] is None:
+        pytest.skip("TensorRT runs here: this test needs a backend that cannot load")
+    result = runner.invoke(
+        app, ["colorize", "--ray", "--backend", "trt", str(photo_paths()[0]), "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "(raylet)" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "backend 'trt' cannot run here" in lines[0], result.output
