@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,12 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that a test sends SIGINT (Ctrl-C): a shell that starts a job in
+    the background (``cmd &``, nohup) makes it ignore SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def photo_paths() -> list[Path]:

@@ -23,7 +23,7 @@ from engine.cli import app
 from engine.io import TEMP_MARKER, read_image
 from engine.outputs import remove_stale_temps, temp_name
 from engine.pipeline import RunOptions, run
-from tests.conftest import photo_paths
+from tests.conftest import interruptible, photo_paths
 from tests.test_inputs import _hashes
 
 runner = CliRunner()
@@ -104,7 +104,7 @@ def test_ctrl_c_finishes_writes_in_flight_and_rerun_resumes(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(
         [*ENGINE, str(inputs), "-o", str(out), "--batch-size", "4"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible,
     )  # fmt: skip
     _wait_for_records(out, 2)
     process.send_signal(signal.SIGINT)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app, split_ray_address
 from engine.io import TEMP_MARKER, read_image
-from tests.conftest import photo_paths
+from tests.conftest import interruptible, photo_paths
 from tests.corpus import make_corpus
 
 pytest.importorskip("ray.data", reason="needs the ray extra: pip install -e '.[ray]'")
@@ -185,7 +185,10 @@ def test_ctrl_c_stops_the_ray_run_cleanly_and_a_rerun_completes(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "engine", "colorize", "--ray", str(folder), "-o", str(out),
                "--batch-size", "2"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=interruptible,
+    )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if len(list(out.glob("scan*.jpg"))) >= 3:
