@@ -158,10 +158,22 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=False)
 
 
-def test_disk_full_stops_with_one_error_and_a_rerun_completes(tmp_path, small_disk):
+def _has_ray() -> bool:
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+NO_RAY = pytest.mark.skipif(not _has_ray(), reason="needs the ray extra: pip install -e '.[ray]'")
+
+
+@pytest.mark.parametrize("mode", [(), pytest.param(("--ray",), marks=NO_RAY, id="ray")])
+def test_disk_full_stops_with_one_error_and_a_rerun_completes(tmp_path, small_disk, mode):
     inputs = _folder(tmp_path / "in", 40, size=256)
     before = _hashes(inputs)
-    result = _run_engine(str(inputs), "-o", str(small_disk / "out"))
+    result = _run_engine(*mode, str(inputs), "-o", str(small_disk / "out"))
     assert result.returncode == 3, result.stderr
     assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
     assert "Rerun the same command to resume" in result.stderr
@@ -171,7 +183,7 @@ def test_disk_full_stops_with_one_error_and_a_rerun_completes(tmp_path, small_di
     assert 0 < written < 40
     _assert_complete(out)
     subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)
-    rerun = _run_engine(str(inputs), "-o", str(out))
+    rerun = _run_engine(*mode, str(inputs), "-o", str(out))
     assert rerun.returncode == 0, rerun.stderr
     _assert_complete(out, expected=40)
     assert _hashes(inputs) == before
