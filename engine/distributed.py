@@ -37,6 +37,7 @@ import numpy as np
 from engine.io import Job
 from engine.outputs import OutputUnwritableError, remove_stale_temps
 from engine.pipeline import (
+    STAGES,
     FileResult,
     PreparedImage,
     RunOptions,
@@ -239,21 +240,20 @@ def write_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> di
     return out
 
 
-RECORD_COLUMNS = (
-    "source", "output", "status", "reason", "seconds", "page", "model", "pixels", "stop",
-    *(f"s_{stage}" for stage in ("decode", "preprocess", "inference", "postprocess", "encode")),
-)  # fmt: skip
+FILE_RESULT_COLUMNS = ("source", "output", "status", "reason", "seconds", "page", "model")
+STAGE_COLUMNS = tuple(f"s_{stage}" for stage in STAGES)
+RECORD_COLUMNS = (*FILE_RESULT_COLUMNS, "pixels", "stop", *STAGE_COLUMNS)
 """The final rows: flat columns of plain types (a record, its pixels and stage seconds)."""
 
 
 def _add_record(out: dict, record: FileResult, pixels: int, seconds: dict, stop: str) -> None:
-    for key in ("source", "output", "status", "reason", "seconds", "page", "model"):
+    for key in FILE_RESULT_COLUMNS:
         value = getattr(record, key)
         out[key].append(value if value is not None else ("" if key != "page" else -1))
     out["pixels"].append(pixels)
     out["stop"].append(stop)
-    for key in RECORD_COLUMNS[9:]:
-        out[key].append(float(seconds.get(key[2:], 0.0)))
+    for key in STAGE_COLUMNS:
+        out[key].append(float(seconds.get(key.removeprefix("s_"), 0.0)))
 
 
 def _record_from_row(row: dict) -> tuple[FileResult, int, dict[str, float], str]:
@@ -262,7 +262,7 @@ def _record_from_row(row: dict) -> tuple[FileResult, int, dict[str, float], str]
         float(row["seconds"]), None if row["page"] < 0 else int(row["page"]),
         row["model"] or None,
     )  # fmt: skip
-    seconds = {key[2:]: float(row[key]) for key in RECORD_COLUMNS[9:] if row[key]}
+    seconds = {key.removeprefix("s_"): float(row[key]) for key in STAGE_COLUMNS if row[key]}
     return record, int(row["pixels"]), seconds, row["stop"]
 
 
