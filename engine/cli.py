@@ -177,7 +177,7 @@ def colorize_command(
         typer.Option(
             "--memory-budget",
             min=64,
-            help="MB that the images in flight (decoded, waiting, being written) may take; each counts 8 bytes per pixel (16 for 16-bit). An image larger than the budget runs alone. Default: a quarter of RAM.",
+            help="MB that the images in flight (decoded, waiting, being written) may take; each counts 8 bytes per pixel (16 for 16-bit). An image larger than the budget runs alone. Default: a quarter of RAM. Local runs; with --ray, Ray's object store bounds what is in flight.",
         ),
     ] = None,
     overwrite: Annotated[
@@ -190,7 +190,7 @@ def colorize_command(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Decode and encode threads each. Default: the number of CPU cores."
+            min=1, help="Decode and encode threads each. Default: the number of CPU cores. Local runs; with --ray, Ray runs one decode or write task per CPU of the cluster."
         ),
     ] = None,
     threads: Annotated[
