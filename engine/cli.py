@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -190,7 +191,8 @@ def colorize_command(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Decode and encode threads each. Default: the number of CPU cores. Local runs; with --ray, Ray runs one decode or write task per CPU of the cluster."
+            min=1,
+            help="Decode and encode threads each. Default: the number of CPU cores. Local runs; with --ray, Ray runs one decode or write task per CPU of the cluster.",
         ),
     ] = None,
     threads: Annotated[
@@ -286,7 +288,7 @@ def colorize_command(
         def on_result(result) -> None:
             if result.status == "failed":
                 progress.console.print(
-                    f"[red]failed[/red] {result}: {result.reason}",
+                    f"[red]failed[/red] {escape(str(result))}: {escape(result.reason or '')}",
                     highlight=False, soft_wrap=True,
                 )  # fmt: skip
             done = progress.tasks[0].completed + 1
@@ -314,7 +316,7 @@ def colorize_command(
     if summary.stopped:
         left = summary.planned - summary.total
         console.print(
-            f"[red]stopped:[/red] {summary.stopped}; {left} files not processed. "
+            f"[red]stopped:[/red] {escape(summary.stopped)}; {left} files not processed. "
             "Rerun the same command to resume.", highlight=False, soft_wrap=True,
         )  # fmt: skip
         interrupted = summary.stopped.startswith("interrupted")
@@ -352,7 +354,7 @@ def _print_summary(summary, described: dict, batch_size: int = 0) -> None:
     console.print(table)
     if summary.batch_size and summary.batch_size < batch_size:
         console.print(f"the backend ran out of memory: batch size lowered to {summary.batch_size}")
-    console.print(f"log: {summary.log_path}", highlight=False)
+    console.print(f"log: {escape(str(summary.log_path))}", highlight=False)
 
 
 def _csv(text: str, cast=str) -> list:
@@ -510,7 +512,7 @@ def benchmark_command(
     )
     misses = reports.check(report, bounds)
     for line in misses:
-        console.print(f"[red]bound missed:[/red] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[red]bound missed:[/red] {escape(line)}", highlight=False, soft_wrap=True)
     if misses:
         raise typer.Exit(EXIT_FAILED_FILES)
 
@@ -556,7 +558,7 @@ def report_command(
         typer.echo(json.dumps(facts, indent=2))
         return
     console.print(
-        f"wrote {report.path}: {report.pairs} before/after pairs; "
+        f"wrote {escape(str(report.path))}: {report.pairs} before/after pairs; "
         f"{report.counts['done']} done, {report.counts['skipped']} skipped, "
         f"{report.counts['failed']} failed, from {len(report.runs)} run log(s)",
         highlight=False, soft_wrap=True,

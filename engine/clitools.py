@@ -6,6 +6,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 EXIT_USAGE = 2
 console = Console(stderr=True)
@@ -13,7 +14,7 @@ console = Console(stderr=True)
 
 def fail(message: str) -> NoReturn:
     """Print ``error: message`` on one line (stderr) and exit with status 2."""
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 
 

@@ -105,3 +105,15 @@ def test_eval_of_an_onnx_model_matches_its_checkpoint(tmp_path):
         results[name] = json.loads(out.read_text())["summary"]["all"]["model"]
     for metric in ("psnr", "auc"):
         assert results["onnx"][metric] == pytest.approx(results["ckpt"][metric], abs=0.02)
+
+
+def test_names_and_messages_that_look_like_markup_are_printed_as_they_are(tmp_path):
+    """Square brackets (an archive's "[draft] scan.jpg", an extra's name) are text, not styles."""
+    folder = tmp_path / "[draft] box"
+    folder.mkdir()
+    (folder / "[bold]broken.jpg").write_bytes(b"not a jpeg")
+    result = runner.invoke(engine_app, ["colorize", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert f"failed {folder / '[bold]broken.jpg'}: " in result.output
+    result = runner.invoke(engine_app, ["colorize", str(folder), "--format", "[red]x"])
+    assert result.exit_code == 2 and "--format '[red]x'" in result.output
