@@ -539,6 +539,13 @@ def report_command(
             help="Most before/after pairs on the page (thumbnails are inline; every failed file is listed regardless).",
         ),
     ] = 1000,
+    embed: Annotated[
+        bool,
+        typer.Option(
+            "--embed",
+            help="Put the full-size images inside the page too: one file to send on, as large as the images (default: the page links the files beside it).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print what the page holds as JSON.")
     ] = False,
@@ -549,7 +556,7 @@ def report_command(
     from engine.report import build_report
 
     try:
-        report = build_report(output, page, thumb_size, max_pairs)
+        report = build_report(output, page, thumb_size, max_pairs, embed)
     except FileNotFoundError as exc:
         fail(str(exc))
     if as_json:

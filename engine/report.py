@@ -5,7 +5,7 @@ and made from the run logs, so it works after a run and during one.
 Clicking a pair opens a full-size comparison with a slider. The full-size images are the input
 and output files themselves, linked by relative paths (nothing is copied), except formats that
 browsers do not show (TIFF, JPEG 2000, PPM): those get a full-size JPEG preview in
-``colorize-report-files/`` beside the page.
+``colorize-report-files/`` beside the page. With ``embed`` they are all inside the page.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import mimetypes
 import os
 import time
 from dataclasses import dataclass, field
@@ -116,8 +117,10 @@ def build_report(
     path: Path | None = None,
     thumb_px: int = 240,
     max_pairs: int = 1000,
+    embed: bool = False,
 ) -> Report:
-    """Write the report page for ``output_dir`` (default: ``colorize-report.html`` inside it)."""
+    """Write the report page for ``output_dir`` (default: ``colorize-report.html`` inside it);
+    ``embed`` puts the full-size images inside the page too (:class:`FullSizeLinks`)."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"{output_dir}: no such folder")
@@ -125,7 +128,7 @@ def build_report(
     if not runs:
         raise FileNotFoundError(f"{output_dir}: no run logs ({LOG_PREFIX}*.jsonl) in this folder")
     path = Path(path or output_dir / REPORT_NAME)
-    assets = path.parent / REPORT_ASSETS
+    links = FullSizeLinks(path.parent, path.parent / REPORT_ASSETS, embed)
     entries.sort(key=lambda e: (e.status != "failed", e.source, e.page or 0))
     cards, shown = [], 0
     for entry in entries:
@@ -134,7 +137,7 @@ def build_report(
             continue
         if shown >= max_pairs:
             break
-        card = _card(entry, shown, path.parent, assets, thumb_px)
+        card = _card(entry, shown, links, thumb_px)
         if card:
             cards.append(card)
             shown += 1
@@ -165,24 +168,43 @@ def _thumbnail(pixels: np.ndarray, px: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode()
 
 
-def _full_size_url(
-    file: Path, pixels: np.ndarray, page_dir: Path, assets: Path, name: str, page: int | None
-) -> str:
-    """A relative URL that shows ``file`` at full size: the file itself, or a JPEG preview."""
-    if file.suffix.lower() in BROWSER_FORMATS and not page:
-        target = file
-    else:
-        target = assets / f"{name}.jpg"
-        data = cv2.imencode(".jpg", _eight_bit(pixels), [cv2.IMWRITE_JPEG_QUALITY, 92])[1]
-        write_atomic(target, data.tobytes(), replace=True)
-    return quote(os.path.relpath(target.resolve(), page_dir.resolve()).replace(os.sep, "/"))
+@dataclass
+class FullSizeLinks:
+    """How the compare view reaches the full-size images: relative links to the files (or to
+    JPEG previews of formats browsers do not show), or, with ``embed``, the images inside the
+    page (one file that can be sent on; large)."""
+
+    page_dir: Path
+    assets: Path
+    embed: bool = False
+
+    def url(self, file: Path, pixels: np.ndarray, name: str, page: int | None) -> str:
+        suffix = file.suffix.lower()
+        shown_as_is = suffix in BROWSER_FORMATS and page is None
+        if self.embed:
+            if shown_as_is:
+                mime = mimetypes.types_map.get(suffix, "image/jpeg")
+                return f"data:{mime};base64," + base64.b64encode(file.read_bytes()).decode()
+            return "data:image/jpeg;base64," + base64.b64encode(_preview(pixels)).decode()
+        if shown_as_is:
+            target = file
+        else:
+            target = self.assets / f"{name}.jpg"
+            write_atomic(target, _preview(pixels), replace=True)
+        relative = os.path.relpath(target.resolve(), self.page_dir.resolve())
+        return quote(relative.replace(os.sep, "/"))
+
+
+def _preview(pixels: np.ndarray) -> bytes:
+    """A full-size JPEG of ``pixels`` for formats browsers do not show."""
+    return cv2.imencode(".jpg", _eight_bit(pixels), [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
 
 
 def _timing(entry: Entry) -> str:
     return f"{entry.seconds:.2f} s" if entry.status == "done" else "written by an earlier run"
 
 
-def _card(entry: Entry, index: int, page_dir: Path, assets: Path, px: int) -> str | None:
+def _card(entry: Entry, index: int, links: FullSizeLinks, px: int) -> str | None:
     """The grid card of one done file (None when its input is gone or cannot be read)."""
     try:
         page = None if entry.page is None else entry.page - 1
@@ -191,9 +213,8 @@ def _card(entry: Entry, index: int, page_dir: Path, assets: Path, px: int) -> st
     except (ImageError, OSError):
         return None
     name = f"{index:06d}"
-    before_url = _full_size_url(Path(entry.source), before, page_dir, assets, f"{name}-before",
-                                page)  # fmt: skip
-    after_url = _full_size_url(Path(entry.output), after, page_dir, assets, f"{name}-after", None)
+    before_url = links.url(Path(entry.source), before, f"{name}-before", page)
+    after_url = links.url(Path(entry.output), after, f"{name}-after", None)
     h, w = after.shape[:2]
     title = Path(entry.source).name + ("" if entry.page is None else f" (page {entry.page})")
     e = html.escape

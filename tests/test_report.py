@@ -83,7 +83,40 @@ def test_report_of_a_folder_without_runs_is_one_line(tmp_path):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
+def _full_size_images_load(page, pairs: int) -> None:
+    """Open the compare view of every pair: both full-size images load, Esc closes it."""
+    for i in range(pairs):
+        page.locator(".pair").nth(i).click()
+        assert page.locator("#viewer").is_visible()
+        page.wait_for_function(
+            "['before','after'].every(id => document.getElementById(id).complete)"
+        )
+        sizes = page.evaluate(
+            "['before','after'].map(id => document.getElementById(id).naturalWidth)"
+        )
+        assert min(sizes) > 0, (i, sizes)
+        page.keyboard.press("Escape")
+        assert not page.locator("#viewer").is_visible()
+
+
+BROWSER = pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser()))
+
+
+@BROWSER
+def test_an_embedded_report_is_one_file_that_works_anywhere(run_folder, tmp_path):
+    _, out = run_folder
+    report = build_report(out, tmp_path / "page.html", embed=True)
+    alone = tmp_path / "elsewhere" / "sent.html"
+    alone.parent.mkdir()
+    report.path.rename(alone)  # no files beside it
+    assert not (tmp_path / REPORT_ASSETS).exists()
+    with open_page(alone) as (page, problems):
+        assert page.locator(".pair").count() == 8
+        _full_size_images_load(page, 8)
+    assert not problems, problems
+
+
+@BROWSER
 def test_report_in_headless_chromium(run_folder, tmp_path):
     _, out = run_folder
     report = build_report(out)
@@ -93,19 +126,7 @@ def test_report_in_headless_chromium(run_folder, tmp_path):
         # Every thumbnail decoded.
         widths = page.eval_on_selector_all(".pair img", "imgs => imgs.map(i => i.naturalWidth)")
         assert len(widths) == 16 and min(widths) > 0
-        # Open the compare view of every pair: both full-size images load.
-        for i in range(8):
-            page.locator(".pair").nth(i).click()
-            assert page.locator("#viewer").is_visible()
-            page.wait_for_function(
-                "['before','after'].every(id => document.getElementById(id).complete)"
-            )
-            sizes = page.evaluate(
-                "['before','after'].map(id => document.getElementById(id).naturalWidth)"
-            )
-            assert min(sizes) > 0, (i, sizes)
-            page.keyboard.press("Escape")
-            assert not page.locator("#viewer").is_visible()
+        _full_size_images_load(page, 8)
         # The slider moves the split.
         page.locator(".pair").first.click()
         page.locator("#slider").fill("20")
