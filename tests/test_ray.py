@@ -222,3 +222,10 @@ def test_a_backend_that_cannot_load_on_the_workers_is_one_line_and_exit_2(tmp_pa
     assert "Traceback" not in result.output and "(raylet)" not in result.output
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "backend 'trt' cannot run here" in lines[0], result.output
+
+
+def test_a_folder_named_like_an_address_is_an_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "auto").mkdir()
+    assert split_ray_address(["--ray", "auto"]) == ["--ray", "auto"]
+    assert split_ray_address(["--ray=auto", "auto"]) == ["--ray", "--ray-address", "auto", "auto"]

@@ -135,3 +135,30 @@ def test_report_in_headless_chromium(run_folder, tmp_path):
         page.screenshot(path=str(tmp_path / "report.png"))
     assert not problems, problems
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_report_while_a_run_is_going_on(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(40):
+        shutil.copyfile(photo_paths()[i % len(photo_paths())], folder / f"scan{i:03d}.jpg")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "engine", "colorize", str(folder), "-o", str(out),
+               "--batch-size", "2", "--workers", "1"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(out.glob("scan*.jpg"))) < 4:
+            time.sleep(0.05)
+        report = build_report(out)
+        assert process.poll() is None, "the run ended before the report was made"
+    finally:
+        process.wait(timeout=300)
+    assert 4 <= report.pairs < 40
+    assert report.runs[0].state == "running or killed"
+    assert build_report(out).pairs == 40  # after the run: every pair, and the run has ended
+    assert read_runs(out)[0][0].state == "ended"
