@@ -253,8 +253,15 @@ def colorize_command(
     if size is not None and size % 4:
         fail(f"--size {size}: must be divisible by 4")
     ray = ray or ray_address is not None
-    if ray and backend not in backend_names():
-        fail(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
+    if ray:
+        from engine.distributed import RayRunError, require_ray
+
+        try:
+            require_ray()  # before anything is created
+        except RayRunError as exc:
+            fail(str(exc))
+        if backend not in backend_names():
+            fail(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
     try:
         # With --ray the model is checked here and the backend is loaded by the Ray workers.
         colorizer = create_colorizer(

@@ -269,7 +269,8 @@ def _record_from_row(row: dict) -> tuple[FileResult, int, dict[str, float], str]
 # ------------------------------------------------------------------------------ the driver
 
 
-def _import_ray():
+def require_ray():
+    """The ``ray`` module with Ray Data, or :class:`RayRunError` naming the extra to install."""
     try:
         import ray
         import ray.data
@@ -309,7 +310,7 @@ def _quiet_stderr():
 
 def connect(address: str | None) -> dict:
     """Start a local Ray instance (``local``/None) or join a cluster; returns its resources."""
-    ray = _import_ray()
+    ray = require_ray()
     # Ray's loggers stay quiet: what goes wrong reaches the user as one line (RayRunError).
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -363,7 +364,7 @@ def run_on_ray(
 
     Raises :class:`RayRunError` when Ray cannot start or the pipeline itself fails.
     """
-    ray = _import_ray()
+    ray = require_ray()
     recorder, todo = start_run(planned, options, on_result)
     started = time.perf_counter()
     placement = RayPlacement(0, 0.0, address=address or LOCAL)

@@ -117,3 +117,15 @@ def test_names_and_messages_that_look_like_markup_are_printed_as_they_are(tmp_pa
     assert f"failed {folder / '[bold]broken.jpg'}: " in result.output
     result = runner.invoke(engine_app, ["colorize", str(folder), "--format", "[red]x"])
     assert result.exit_code == 2 and "--format '[red]x'" in result.output
+
+
+def test_ray_without_the_extra_is_one_line_and_creates_nothing(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    out = tmp_path / "out"
+    result = runner.invoke(engine_app, ["colorize", "--ray", str(PHOTOS), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "pip install 'colorization-engine[ray]'" in result.output
+    assert not out.exists()
