@@ -508,7 +508,7 @@ def colorize_output(
         tile_l = luminance(image[rows]) if from_pixels else image[rows].astype(np.float32)
         out[rows, :, :3] = _tile_to_bgr(cv2.merge([tile_l, ab]), dtype)
     if alpha is not None:
-        out[:, :, 3] = _convert_samples(alpha, np.dtype(dtype))
+        out[:, :, 3] = convert_depth(alpha, np.dtype(dtype))
     return out
 
 
@@ -522,8 +522,8 @@ def _linear_rows(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([top, bottom], axis=1), (y - top).astype(np.float32)
 
 
-def _convert_samples(plane: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """An alpha plane in another integer depth (8 ↔ 16 bits)."""
+def convert_depth(plane: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """Samples (pixels or an alpha plane) in another integer depth (8 ↔ 16 bits)."""
     if plane.dtype == dtype:
         return plane
     if dtype == np.uint16:

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.color import convert_depth
 from engine.metadata import Metadata, embed_metadata, read_metadata
 from engine.probe import probe
 
@@ -210,14 +211,12 @@ def encode_image(
     """Encode BGR pixels (plus alpha where the format holds it) for a file of type ``suffix``,
     with ``metadata`` written in where the format holds it."""
     if suffix in EIGHT_BIT_ONLY and pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
-        alpha = None if alpha is None else (alpha >> 8).astype(np.uint8)
+        pixels = convert_depth(pixels, np.uint8)
+        alpha = None if alpha is None else convert_depth(alpha, np.uint8)
     if pixels.ndim == 3 and pixels.shape[2] == 4 and suffix not in ALPHA_FORMATS:
         pixels = pixels[:, :, :3]
     if alpha is not None and suffix in ALPHA_FORMATS:
-        if alpha.dtype != pixels.dtype:
-            alpha = alpha.astype(np.uint16) * 257 if pixels.dtype == np.uint16 else alpha >> 8
-        pixels = np.dstack([pixels, alpha.astype(pixels.dtype)])
+        pixels = np.dstack([pixels, convert_depth(alpha, pixels.dtype)])
     params: list[int] = []
     if suffix in (".jpg", ".jpeg", ".jpe"):
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]

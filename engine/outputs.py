@@ -41,6 +41,11 @@ class OutputUnwritableError(OSError):
     """The output folder cannot take more files (full, read-only, no permission): stop the run."""
 
 
+def summary_path(log_path: Path) -> Path:
+    """Where a run writes its summary when it ends: ``colorize-log-….summary.json``."""
+    return log_path.with_suffix(".summary.json")
+
+
 def previous_outputs(output_dir: Path) -> set[Path]:
     """Resolved paths of files that earlier runs' logs in ``output_dir`` say they wrote."""
     outputs: set[Path] = set()

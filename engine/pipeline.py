@@ -46,6 +46,7 @@ from engine.outputs import (
     prepare_output_dir,
     previous_outputs,
     remove_stale_temps,
+    summary_path,
     write_atomic,
 )
 from engine.probe import count_pages
@@ -285,11 +286,6 @@ class _Recorder:
         path = summary_path(Path(self.summary.log_path))
         with contextlib.suppress(OSError):
             write_atomic(path, json.dumps(record, indent=2, default=str).encode(), replace=True)
-
-
-def summary_path(log_path: Path) -> Path:
-    """Where a run writes its summary when it ends: ``colorize-log-….summary.json``."""
-    return log_path.with_suffix(".summary.json")
 
 
 def plan(inputs: Sequence[str | Path], options: RunOptions) -> list[tuple[Job, Path]]:

@@ -25,8 +25,9 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
+from engine.color import convert_depth
 from engine.io import REPORT_ASSETS, ImageError, read_image
-from engine.outputs import LOG_PREFIX, write_atomic
+from engine.outputs import LOG_PREFIX, summary_path, write_atomic
 
 REPORT_NAME = "colorize-report.html"
 TEMPLATE = Template((Path(__file__).parent / "report_template.html").read_text(encoding="utf-8"))
@@ -88,7 +89,7 @@ def read_runs(output_dir: Path) -> tuple[list[RunInfo], list[Entry]]:
     latest: dict[tuple[str, int | None], Entry] = {}
     for log in sorted(output_dir.glob(f"{LOG_PREFIX}*.jsonl")):
         run = RunInfo(log)
-        summary = log.with_suffix(".summary.json")
+        summary = summary_path(log)
         if summary.is_file():
             try:
                 run.summary = json.loads(summary.read_text())
@@ -150,19 +151,13 @@ def build_report(
 # ------------------------------------------------------------------------------ images
 
 
-def _eight_bit(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype == np.uint16:
-        return (pixels >> 8).astype(np.uint8)
-    return pixels
-
-
 def _thumbnail(pixels: np.ndarray, px: int) -> str:
     """A JPEG data URI of ``pixels`` with its long side ``px``."""
     h, w = pixels.shape[:2]
     scale = min(1.0, px / max(h, w))
     small = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
                        interpolation=cv2.INTER_AREA)  # fmt: skip
-    ok, data = cv2.imencode(".jpg", _eight_bit(small), [cv2.IMWRITE_JPEG_QUALITY, 82])
+    ok, data = cv2.imencode(".jpg", convert_depth(small, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 82])
     if not ok:
         raise ImageError("cannot encode a thumbnail")
     return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode()
@@ -197,7 +192,9 @@ class FullSizeLinks:
 
 def _preview(pixels: np.ndarray) -> bytes:
     """A full-size JPEG of ``pixels`` for formats browsers do not show."""
-    return cv2.imencode(".jpg", _eight_bit(pixels), [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    return cv2.imencode(".jpg", convert_depth(pixels, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 92])[
+        1
+    ].tobytes()
 
 
 def _timing(entry: Entry) -> str:
