@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,26 @@ class AutoColorizer:
             "models": {category: c.spec.name for category, c in self.models.items()},
             "classifier": {"file": str(self.classifier.path), **self.classifier.report},
         }
+
+
+@dataclass(frozen=True)
+class ColorizerRecipe:
+    """The arguments of :func:`create_colorizer`: what builds the same colorizer in any process
+    (the command line's, or each worker of a Ray cluster), where its models are loaded."""
+
+    model: str | None = None
+    backend: str = "ort"
+    size: int | None = None
+    boost: tuple[float, float] | None = None
+    threads: int | None = None
+    precision: str = "fp32"
+
+    def build(self, with_backend: bool = True) -> Colorizer | AutoColorizer:
+        """The colorizer; without its backend it does the pre- and post-processing only."""
+        backend = self.backend if with_backend else None
+        return create_colorizer(
+            self.model, backend, self.size, self.boost, self.threads, self.precision
+        )
 
 
 def create_colorizer(

@@ -242,7 +242,7 @@ def colorize_command(
     the output folder became full or read-only, 130 interrupted (Ctrl-C). Writes in flight are
     finished before stopping; rerunning the same command resumes where the run stopped.
     """
-    from engine.auto import create_colorizer
+    from engine.auto import ColorizerRecipe
     from engine.backends import BackendError, backend_names
     from engine.models import ModelError
     from engine.outputs import OutputUnwritableError, prepare_output_dir
@@ -262,12 +262,10 @@ def colorize_command(
             fail(str(exc))
         if backend not in backend_names():
             fail(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
+    recipe = ColorizerRecipe(model, backend, size, parse_boost(boost), threads, precision)
     try:
         # With --ray the model is checked here and the backend is loaded by the Ray workers.
-        colorizer = create_colorizer(
-            model, None if ray else backend, size=size, boost=parse_boost(boost),
-            threads=threads, precision=precision,
-        )  # fmt: skip
+        colorizer = recipe.build(with_backend=not ray)
     except (ModelError, BackendError, ValueError) as exc:
         fail(str(exc))
     options = RunOptions(
@@ -306,8 +304,8 @@ def colorize_command(
             if ray:
                 described.update(backend=backend)
                 summary, ray_facts = _run_on_ray(
-                    model, backend, size, boost, threads, precision, planned, options,
-                    ray_address, ray_workers, ray_gpus_per_worker, on_result, described,
+                    recipe, planned, options, ray_address, ray_workers, ray_gpus_per_worker,
+                    on_result, described,
                 )  # fmt: skip
                 described.update(ray=ray_facts)
             else:
@@ -332,18 +330,19 @@ def colorize_command(
         raise typer.Exit(EXIT_FAILED_FILES)
 
 
-def _run_on_ray(
-    model, backend, size, boost, threads, precision, planned, options, address, workers, gpus,
-    on_result, described,
-):  # fmt: skip
-    """The run on Ray (see :mod:`engine.distributed`); one line and exit 2 when Ray fails."""
+def _run_on_ray(recipe, planned, options, address, workers, gpus, on_result, described):
+    """The run on Ray (see :mod:`engine.distributed`); one line and exit 2 when Ray fails.
+
+    ``described`` (model, backend) goes into the run's summary file, as a local run's does.
+    """
     from dataclasses import asdict
 
-    from engine.distributed import ColorizerRecipe, RayRunError, run_on_ray
+    from engine.distributed import RayRunError, run_on_ray
 
-    recipe = ColorizerRecipe(model, backend, size, parse_boost(boost), threads, precision)
     try:
-        summary, placement = run_on_ray(recipe, planned, options, address, workers, gpus, on_result)
+        summary, placement = run_on_ray(
+            recipe, planned, options, address, workers, gpus, on_result, facts=described
+        )
     except RayRunError as exc:
         fail(str(exc))
     return summary, asdict(placement)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.auto import ColorizerRecipe
 from engine.io import Job
 from engine.outputs import OutputUnwritableError, remove_stale_temps
 from engine.pipeline import (
@@ -61,26 +62,6 @@ LOCAL = "local"
 
 class RayRunError(RuntimeError):
     """Ray could not start, reach the cluster or run the pipeline; the message says why."""
-
-
-@dataclass(frozen=True)
-class ColorizerRecipe:
-    """What builds the same colorizer in any process of the cluster (models load where used)."""
-
-    model: str | None = None
-    backend: str = "ort"
-    size: int | None = None
-    boost: tuple[float, float] | None = None
-    threads: int | None = None
-    precision: str = "fp32"
-
-    def build(self, with_backend: bool = True):
-        from engine.auto import create_colorizer
-
-        backend = self.backend if with_backend else None
-        return create_colorizer(
-            self.model, backend, self.size, self.boost, self.threads, self.precision
-        )
 
 
 @dataclass

@@ -59,6 +59,13 @@ def test_ray_outputs_equal_the_local_pipelines_and_a_rerun_resumes(tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert (summary["done"], summary["failed"]) == (len(good), len(bad))
     assert summary["ray"]["workers"] >= 1 and summary["ray"]["address"] == "local"
+    # The summary file names the model and backend as a local run's does (the report reads it).
+    (summary_file,) = distributed.glob("colorize-log-*.summary.json")
+    (local_summary,) = local.glob("colorize-log-*.summary.json")
+    written, expected = json.loads(summary_file.read_text()), json.loads(local_summary.read_text())
+    for key in ("model", "precision", "backend", "size"):
+        assert written[key] == expected[key], key
+    assert written["ray"]["address"] == "local" and written["done"] == len(good)
     for name in bad:
         assert f"failed {corpus / name}: " in result.output  # one line per bad file
     assert "Traceback" not in result.output
