@@ -404,16 +404,14 @@ def _stream(ray, recipe, todo, options: RunOptions, placement: RayPlacement, rec
                 recorder.stop(stop)
             if recorder.summary.stopped:
                 break
-    except KeyboardInterrupt:
-        raise
     except Exception as exc:  # the pipeline failed as a whole (a stage's code, actor creation)
-        raise RayRunError(f"the Ray pipeline failed: {_first_line(exc)}") from exc
+        raise RayRunError(f"the Ray pipeline failed: {_root_error(exc)}") from exc
 
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$")
 
 
-def _first_line(exc: BaseException) -> str:
+def _root_error(exc: BaseException) -> str:
     """The root error of a failed pipeline, on one line.
 
     Ray wraps a stage's error (an actor that cannot load its backend, say) in several

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 
@@ -31,6 +32,17 @@ def interruptible() -> None:
 
 def photo_paths() -> list[Path]:
     return sorted(PHOTOS.rglob("*.jpg"))
+
+
+def scan_folder(folder: Path, count: int) -> list[Path]:
+    """``folder`` with ``count`` JPEGs ``scan000.jpg``, … copied from the committed photos
+    (round and round); returns their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = photo_paths()
+    sources = [folder / f"scan{i:03d}.jpg" for i in range(count)]
+    for i, source in enumerate(sources):
+        shutil.copyfile(paths[i % len(paths)], source)
+    return sources
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app, split_ray_address
 from engine.io import TEMP_MARKER, read_image
-from tests.conftest import interruptible, photo_paths
+from tests.conftest import interruptible, photo_paths, scan_folder
 from tests.corpus import make_corpus
 
 pytest.importorskip("ray.data", reason="needs the ray extra: pip install -e '.[ray]'")
@@ -110,12 +109,7 @@ def _colorize_actor_pids() -> list[int]:
 
 def test_a_killed_colorize_worker_is_replaced_and_no_output_is_lost_or_doubled(tmp_path):
     folder = tmp_path / "scans"
-    folder.mkdir()
-    sources = []
-    for i in range(36):  # the committed photos, 1.5 times over
-        source = folder / f"scan{i:03d}.jpg"
-        shutil.copyfile(photo_paths()[i % len(photo_paths())], source)
-        sources.append(source)
+    sources = scan_folder(folder, 36)  # the committed photos, 1.5 times over
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "engine", "colorize", "--ray", str(folder), "-o", str(out),
@@ -186,9 +180,7 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path):
 
 def test_ctrl_c_stops_the_ray_run_cleanly_and_a_rerun_completes(tmp_path):
     folder = tmp_path / "scans"
-    folder.mkdir()
-    for i in range(36):
-        shutil.copyfile(photo_paths()[i % len(photo_paths())], folder / f"scan{i:03d}.jpg")
+    scan_folder(folder, 36)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "engine", "colorize", "--ray", str(folder), "-o", str(out),
                "--batch-size", "2"]  # fmt: skip

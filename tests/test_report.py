@@ -16,7 +16,7 @@ from benchmarks.browser import missing_browser, open_page
 from engine.cli import app
 from engine.io import REPORT_ASSETS, discover
 from engine.report import REPORT_NAME, build_report, read_runs
-from tests.conftest import photo_paths
+from tests.conftest import photo_paths, scan_folder
 
 runner = CliRunner()
 
@@ -143,9 +143,7 @@ def test_report_while_a_run_is_going_on(tmp_path):
     import time
 
     folder = tmp_path / "scans"
-    folder.mkdir()
-    for i in range(40):
-        shutil.copyfile(photo_paths()[i % len(photo_paths())], folder / f"scan{i:03d}.jpg")
+    scan_folder(folder, 40)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "engine", "colorize", str(folder), "-o", str(out),
                "--batch-size", "2", "--workers", "1"]  # fmt: skip
