@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.color import SEED_NORMALIZATION, Normalization, image_model_input
 from engine.io import ImageError, discover, read_image
+from engine.model_io import SEED_NORMALIZATION, Normalization, image_model_input
 
 
 @dataclass

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from engine.color import Normalization, image_model_input
-from engine.colorizer import Colorizer
+from engine.backends import BackendOptions
+from engine.colorizer import Colorizer, ColorizerProtocol
+from engine.model_io import Normalization, image_model_input
 from engine.models import METADATA_KEY, MODELS_DIR, ModelError, auto_table, file_sha256
 
 CLASSIFIER = "category-classifier.onnx"
@@ -58,20 +59,15 @@ class CategoryClassifier:
 
 
 class AutoColorizer:
-    """The :class:`Colorizer` interface over several category models, chosen per image."""
+    """The :class:`~engine.colorizer.ColorizerProtocol` over several category models, chosen per
+    image; every model is built from ``recipe`` (its ``model`` is ignored)."""
 
-    def __init__(
-        self,
-        backend: str | None = "ort",
-        size: int | None = None,
-        boost: tuple[float, float] | None = None,
-        threads: int | None = None,
-        precision: str = "fp32",
-    ) -> None:
+    def __init__(self, recipe: ColorizerRecipe | None = None) -> None:
+        recipe = recipe or ColorizerRecipe(model="auto")
         table, classifier_sha256 = auto_table()
         self.classifier = CategoryClassifier(sha256=classifier_sha256)
         self.models = {
-            category: Colorizer(name, backend, size, boost, threads, precision)
+            category: Colorizer(name, recipe.backend, boost=recipe.boost, options=recipe.options)
             for category, name in table.items()
         }
         missing = set(self.classifier.categories) - set(self.models)
@@ -119,33 +115,31 @@ class AutoColorizer:
 
 @dataclass(frozen=True)
 class ColorizerRecipe:
-    """The arguments of :func:`create_colorizer`: what builds the same colorizer in any process
-    (the command line's, or each worker of a Ray cluster), where its models are loaded."""
+    """Everything that builds a colorizer: what the command line, the Python API and each worker
+    of a Ray cluster (where its models are loaded) pass instead of a list of arguments."""
 
     model: str | None = None
-    backend: str = "ort"
-    size: int | None = None
+    """A shipped model name, a category, a path to an .onnx file, ``auto``, or None (default)."""
+    backend: str | None = "ort"
     boost: tuple[float, float] | None = None
-    threads: int | None = None
-    precision: str = "fp32"
+    options: BackendOptions = field(default_factory=BackendOptions)
 
-    def build(self, with_backend: bool = True) -> Colorizer | AutoColorizer:
+    def build(self, with_backend: bool = True) -> ColorizerProtocol:
         """The colorizer; without its backend it does the pre- and post-processing only."""
-        backend = self.backend if with_backend else None
-        return create_colorizer(
-            self.model, backend, self.size, self.boost, self.threads, self.precision
-        )
+        recipe = self if with_backend else replace(self, backend=None)
+        if str(recipe.model) == "auto":
+            return AutoColorizer(recipe)
+        return Colorizer(recipe.model, recipe.backend, boost=recipe.boost, options=recipe.options)
 
 
 def create_colorizer(
     model: str | Path | None = None,
     backend: str | None = "ort",
-    size: int | None = None,
     boost: tuple[float, float] | None = None,
-    threads: int | None = None,
-    precision: str = "fp32",
-) -> Colorizer | AutoColorizer:
-    """A :class:`Colorizer` for one model, or an :class:`AutoColorizer` for ``model="auto"``."""
-    if str(model) == "auto":
-        return AutoColorizer(backend, size, boost, threads, precision)
-    return Colorizer(model, backend, size, boost, threads, precision)
+    **options: object,
+) -> ColorizerProtocol:
+    """A :class:`Colorizer` for one model, or an :class:`AutoColorizer` for ``model="auto"``;
+    ``options`` are :class:`BackendOptions` fields (size, batch, threads, precision, device…)."""
+    known = {k: v for k, v in options.items() if v is not None}
+    model_text = None if model is None else str(model)
+    return ColorizerRecipe(model_text, backend, boost, BackendOptions(**known)).build()

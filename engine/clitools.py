@@ -33,3 +33,10 @@ def parse_boost(text: str | None) -> tuple[float, float] | None:
     if len(values) != 2 or min(values) <= 0:
         fail(f"--boost {text!r}: expected 'model', 'none', a factor like 1.6, or 'A,B'")
     return values[0], values[1]
+
+
+def csv_list(text: str, cast=str) -> list:
+    try:
+        return [cast(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        fail(f"{text!r}: expected a comma-separated list")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from engine.backends import create_backend
-from engine.color import colorize_output, image_model_input
+from engine.backends import BackendOptions, create_backend
+from engine.model_io import colorize_output, image_model_input
 from engine.models import (
     ModelSpec,
     read_model_config,
@@ -21,14 +22,49 @@ from engine.models import (
 )
 
 
+class ColorizerProtocol(Protocol):
+    """What the file pipeline (``engine.pipeline.run``) and the Ray stages need of a colorizer:
+    :class:`Colorizer` (one model) and ``engine.auto.AutoColorizer`` (a model per photo) both
+    satisfy it. ``route`` names the model a photo goes to (None: the only one); ``infer`` and
+    ``postprocess`` take that route, so photos are batched per model."""
+
+    size: int
+
+    def preprocess(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def route(self, pixels: np.ndarray) -> str | None: ...
+
+    def infer(self, batch: np.ndarray, route: str | None = None) -> np.ndarray: ...
+
+    def postprocess(
+        self,
+        source: np.ndarray,
+        ab: np.ndarray,
+        dtype: np.dtype,
+        alpha: np.ndarray | None = None,
+        route: str | None = None,
+    ) -> np.ndarray: ...
+
+    def model_name(self, route: str | None = None) -> str: ...
+
+    def colorize_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+    def colorize(self, image: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
 class Colorizer:
     """A model on a backend, with the engine's pre- and post-processing.
 
     ``model``: a shipped model name, a category (``general``, ``people``, ``landscape``) or a path
     to an ``.onnx`` file; ``size``: inference resolution (default: the model's training size);
     ``boost``: ab factors after prediction (default: the model's own); ``precision``: fp32, or
-    the shipped fp16/int8 variant of a named model. ``backend=None`` loads no backend: such a
-    colorizer does the pre- and post-processing only (the CPU stages of a distributed run).
+    the fp16/int8 variant of a named model (made on first use, see ``engine.models``).
+    ``backend=None`` loads no backend: such a colorizer does the pre- and post-processing only
+    (the CPU stages of a distributed run). ``options`` (:class:`BackendOptions`: batch, max
+    batch, device…) replaces ``size``/``threads``/``precision`` when given; whatever is asked
+    reaches the backend.
     """
 
     def __init__(
@@ -39,17 +75,20 @@ class Colorizer:
         boost: tuple[float, float] | None = None,
         threads: int | None = None,
         precision: str = "fp32",
+        *,
+        options: BackendOptions | None = None,
     ) -> None:
-        self.spec: ModelSpec = resolve_model(model, precision)
+        options = options or BackendOptions(size=size, threads=threads, precision=precision)
+        self.spec: ModelSpec = resolve_model(model, options.precision)
         verify(self.spec)
         self.config = read_model_config(self.spec.path)
-        self.size = size or self.config.input_size
+        self.size = options.size or self.config.input_size
         if self.size % 4:
             raise ValueError(f"size {self.size} must be divisible by 4")
         self.boost = boost or self.config.boost
-        options = {"threads": threads} if threads else {}
+        self.options = options.replace(size=self.size)
         self.backend = (
-            None if backend is None else create_backend(backend, str(self.spec.path), **options)
+            None if backend is None else create_backend(backend, str(self.spec.path), self.options)
         )
 
     # The three stages, exposed separately so the pipeline can run them in different threads.

@@ -1,5 +1,11 @@
 """Checkpoint → ONNX: BatchNorm folded, dynamic batch and spatial axes, config in the metadata.
 
+Any registered architecture (:mod:`trainer.models`) exports: every BatchNorm that directly follows
+a convolution is folded into it (found by tracing one forward pass), and the module is wrapped with
+its normalisation (:class:`WithNormalization`), so the graph takes L in 0..100 and returns ab in
+LAB units, and the engine hands every model the same L. The metadata's ``normalization`` is then
+the identity.
+
 Every export is checked twice before the file appears: ``onnx.checker`` and a parity run of ONNX
 Runtime against PyTorch on real photos (max |Δab| after de-normalisation below ``PARITY_LIMIT``).
 A failed check raises :class:`ExportError` and leaves no file behind.
@@ -20,14 +26,18 @@ import onnx
 import torch
 from torch import nn
 
-from engine.color import denormalize_ab, image_model_input
+from engine.model_io import IDENTITY_NORMALIZATION, Normalization, image_model_input
 from engine.models import file_sha256, set_metadata_config
+from engine.models.weights import store_half
 from trainer.checkpoint import Checkpoint, load_checkpoint
-from trainer.model import ConvBlock, ResBlock, UNet
+from trainer.models import WithNormalization
 
 OPSET = 17
 PARITY_LIMIT = 1e-3
 """Largest allowed |Δab| (LAB units) between ONNX Runtime and PyTorch on the parity photos."""
+STORAGE_LIMIT = 2.0
+"""Largest allowed |Δab| (LAB units, any pixel of the parity photos) that storing the weights as
+float16 may cause: below a just-noticeable colour difference (ΔE ≈ 2.3)."""
 PARITY_PHOTOS = Path(__file__).with_name("parity_photos")
 INPUT_NAME, OUTPUT_NAME = "L", "ab"
 
@@ -44,21 +54,62 @@ class ExportReport:
     parity_images: int
 
 
-def fold_batchnorm(model: UNet) -> UNet:
-    """A copy of ``model`` (eval mode) with each BatchNorm folded into the convolution before it."""
+def fold_batchnorm(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every BatchNorm whose input is a convolution's output
+    folded into that convolution (the BatchNorm becomes an identity).
+
+    The pairs are found by running ``example`` (default: one 64×64 input) with forward hooks: a
+    BatchNorm is folded when the tensor it receives is the one a ``Conv2d`` just returned and no
+    other module read that tensor (the parity check of :func:`export_onnx` catches any other
+    consumer). Any architecture's conv→BN pairs fold, whatever its modules.
+    """
     folded = copy.deepcopy(model).eval()
+    names = {module: name for name, module in folded.named_modules()}
+    produced_by: dict[int, nn.Module] = {}
+    readers: dict[int, int] = {}
+    pairs: list[tuple[nn.Module, nn.Module]] = []
+
+    def before(module: nn.Module, inputs: tuple) -> None:
+        for tensor in inputs:
+            if isinstance(tensor, torch.Tensor):
+                keep_alive.append(tensor)
+                readers[id(tensor)] = readers.get(id(tensor), 0) + 1
+        if isinstance(module, nn.BatchNorm2d) and id(inputs[0]) in produced_by:
+            pairs.append((produced_by[id(inputs[0])], module))
+
+    def after(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        keep_alive.append(output)  # ids are unique among live tensors: keep every one alive
+        if type(module) is nn.Conv2d:
+            produced_by[id(output)] = module
+
+    keep_alive: list[torch.Tensor] = []
+    leaves = [m for m in folded.modules() if not list(m.children())]
+    handles = [m.register_forward_pre_hook(before) for m in leaves]
+    handles += [m.register_forward_hook(after) for m in leaves]
+    with torch.no_grad():
+        folded(example if example is not None else torch.zeros(1, 1, 64, 64))
+    for handle in handles:
+        handle.remove()
     fuse = torch.nn.utils.fusion.fuse_conv_bn_eval
-    for module in folded.modules():
-        if isinstance(module, ResBlock):
-            module.conv1, module.bn1 = fuse(module.conv1, module.bn1), nn.Identity()
-            module.conv2, module.bn2 = fuse(module.conv2, module.bn2), nn.Identity()
-        elif isinstance(module, ConvBlock):
-            module[0], module[1] = fuse(module[0], module[1]), nn.Identity()
+    conv_outputs = {module: key for key, module in produced_by.items()}
+    for conv, bn in pairs:
+        if readers.get(conv_outputs[conv], 0) != 1:
+            continue  # the convolution's output is read elsewhere too: folding would change it
+        _replace(folded, names[conv], fuse(conv, bn))
+        _replace(folded, names[bn], nn.Identity())
     return folded
 
 
-def parity_inputs(photos: Sequence[Path], size: int, norm) -> np.ndarray:
-    """Normalised L batches of real photos, resized to ``size`` as the engine does."""
+def _replace(root: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent_name, _, child = dotted.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)
+
+
+def parity_inputs(
+    photos: Sequence[Path], size: int, norm: Normalization = IDENTITY_NORMALIZATION
+) -> np.ndarray:
+    """L batches of real photos, resized to ``size`` as the engine does."""
     batch = []
     for path in photos:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -87,6 +138,31 @@ def _torch_export(model: nn.Module, path: Path, size: int, opset: int) -> None:
     )
 
 
+def _store_half(
+    graph: onnx.ModelProto, config: dict, tmp: Path, inputs: np.ndarray, fp32_ab: np.ndarray
+) -> None:
+    """Rewrite ``tmp`` with float16-stored weights after checking what the rounding costs."""
+    import onnxruntime as ort
+
+    half = store_half(graph)
+    session = ort.InferenceSession(half.SerializeToString(), providers=["CPUExecutionProvider"])
+    error = np.abs(session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0] - fp32_ab)
+    rounding = float(error.max())
+    if not rounding < STORAGE_LIMIT:
+        raise ExportError(
+            f"float16 weight storage changes ab by up to {rounding:.2f} ≥ {STORAGE_LIMIT}; "
+            "export with half_weights=False"
+        )
+    config["weights"] = {
+        "stored_as": "float16",
+        "max_abs_ab_vs_float32": round(rounding, 4),
+        "mean_abs_ab_vs_float32": round(float(error.mean()), 5),
+    }
+    set_metadata_config(half, config)
+    onnx.checker.check_model(half, full_check=True)
+    onnx.save(half, str(tmp))
+
+
 def export_onnx(
     checkpoint: Path | str | Checkpoint,
     out: Path | str,
@@ -94,18 +170,24 @@ def export_onnx(
     source_path: Path | str | None = None,
     parity_photos: Sequence[Path] | None = None,
     opset: int = OPSET,
+    half_weights: bool = True,
 ) -> ExportReport:
-    """Export ``checkpoint`` to ``out`` and verify it; see the module docstring."""
+    """Export ``checkpoint`` to ``out`` and verify it; see the module docstring. With
+    ``half_weights`` the weights are stored as float16 (:mod:`engine.models.weights`): half the
+    file, a float32 graph; the rounding's effect is measured and bounded (``STORAGE_LIMIT``)."""
     import onnxruntime as ort
 
     if not isinstance(checkpoint, Checkpoint):
         source_path = Path(checkpoint)
         checkpoint = load_checkpoint(checkpoint)
     out = Path(out)
-    model = fold_batchnorm(checkpoint.build_model())
+    norm = checkpoint.normalization
+    reference = checkpoint.build_model()
+    model = WithNormalization(fold_batchnorm(reference), norm).eval()
     if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         raise ExportError("BatchNorm left after folding")
     config = dict(checkpoint.config)
+    config["normalization"] = IDENTITY_NORMALIZATION.to_dict()  # inside the graph now
     config["source_checkpoint"] = {
         "file": Path(source_path).name if source_path else None,
         "sha256": file_sha256(source_path) if source_path else None,
@@ -119,24 +201,26 @@ def export_onnx(
             warnings.simplefilter("ignore", DeprecationWarning)
             _torch_export(model, tmp, size, opset)
         graph = onnx.load(str(tmp))
-        graph.doc_string = "U-Net colorizer: normalised L (N×1×H×W) → normalised ab (N×2×H×W)"
+        graph.doc_string = "Colorizer: L 0..100 (N×1×H×W) → ab in LAB units (N×2×H×W)"
         set_metadata_config(graph, config)
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(tmp))
 
         photos = list(parity_photos or sorted(PARITY_PHOTOS.glob("*.jpg")))
-        inputs = parity_inputs(photos, size, checkpoint.normalization)
+        inputs = parity_inputs(photos, size)
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        with torch.no_grad():
-            expected = checkpoint.build_model()(torch.from_numpy(inputs)).numpy()
+        with torch.no_grad():  # the unfolded module on normalised L: what training ran
+            normalised = torch.from_numpy(inputs) / norm.l_scale - norm.l_shift
+            expected = reference(normalised).numpy() * norm.ab_scale
         got = session.run([OUTPUT_NAME], {INPUT_NAME: inputs})[0]
-        norm = checkpoint.normalization
-        worst = float(np.abs(denormalize_ab(got, norm) - denormalize_ab(expected, norm)).max())
+        worst = float(np.abs(got - expected).max())
         if not worst < PARITY_LIMIT:
             raise ExportError(
                 f"parity check failed: max |Δab| {worst:.2e} ≥ {PARITY_LIMIT:.0e} "
                 f"between ONNX Runtime and PyTorch on {len(photos)} photos"
             )
+        if half_weights:
+            _store_half(graph, config, tmp, inputs, got)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

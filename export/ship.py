@@ -1,11 +1,10 @@
 """Rebuild the shipped models: trainer checkpoints → ONNX files + manifest in ``engine/models``.
 
-``python -m export.ship [--calib PHOTOS]`` exports every ``trainer/checkpoints/seed-*.safetensors``
-(with the parity check) and, with ``--calib`` (the training photos, see ``trainer fetch-data``),
-its FP16 and INT8 (cpu flavour) variants with their accuracy against FP32; an INT8 variant is
-calibrated on the photos of its model's category folder. It then writes
-``engine/models/manifest.json``: each file's sha256, a training summary and the evaluation figures
-stored in ``trainer/checkpoints/eval/<category>-{noboost,boost}.json``.
+``python -m export.ship`` exports every ``trainer/checkpoints/{seed,vivid,effunet}-*.safetensors``
+(with the parity check, weights stored as float16) and writes ``engine/models/manifest.json``:
+each file's sha256, a training summary, the data's terms and the evaluation figures stored in
+``trainer/checkpoints/eval/``. FP16 and INT8 variants are not shipped: they are made on first use
+into the user cache (:mod:`export.variants`).
 """
 
 from __future__ import annotations
@@ -21,6 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "trainer" / "checkpoints"
 DEFAULT_MODEL = "vivid-general"
 AUTO_MODELS = {"general": "vivid-general", "landscape": "vivid-landscape", "people": "vivid-people"}
+FAMILIES = ("seed", "vivid", "effunet")
+OPEN_DATA = "openly licensed photos only (trainer fetch-data; ../shared/data/train)"
+RESEARCH_DATA = (
+    "openly licensed photos and research / non-commercial photo sets (ImageNet samples, BSDS500, "
+    "UTKFace, street fashion, pets, weather; ../shared/data/extra): not for commercial use"
+)
 """``--model auto``: the model each category of the classifier sends its photos to."""
 CLASSIFIER = "category-classifier.onnx"
 
@@ -71,41 +76,18 @@ def _figures(name: str, category: str) -> dict:
     return figures
 
 
-def _variants(name: str, fp32: Path, models_dir: Path, calib_dir: Path) -> list[dict]:
-    from benchmarks.harness import SAMPLES
-    from calibration.dataset import build_set
-    from export.precision import compare, convert_fp16, convert_int8
-
-    photos = sorted(SAMPLES.glob("*.jpg"))
-    fp16 = convert_fp16(fp32, models_dir / f"{name}-fp16.onnx")
-    category_dir = calib_dir / name.split("-", 1)[-1]  # calibrate on the model's own photos
-    # a classification head's 222-channel tensors are collected per photo by the calibrator
-    # (about 350 MB each at 256²): vivid models calibrate on 16 photos, seed models on 64
-    count = 16 if name.startswith("vivid-") else 64
-    calib = build_set(category_dir if category_dir.is_dir() else calib_dir, count=count)
-    int8 = convert_int8(
-        fp32, models_dir / f"{name}-int8.onnx", calib, ROOT / ".calibration-cache", "percentile"
-    )
-    made = []
-    for precision, path in (("fp16", fp16), ("int8", int8)):
-        entry = {
-            "name": path.stem, "base": name, "precision": precision, "file": path.name,
-            "sha256": file_sha256(path),
-            "accuracy_vs_fp32": compare(path, fp32, photos).to_dict(),
-        }  # fmt: skip
-        if precision == "int8":
-            entry["calibration"] = {"method": "percentile 99.9", "photos": len(calib),
-                                    "set_sha256": calib.sha256}  # fmt: skip
-        made.append(entry)
-    return made
-
-
 DESCRIPTIONS = {
     "seed": "Paper's U-Net (seed), MSE on {category}",
     "vivid": "Vivid U-Net: the seed trunk with a classification head over 222 ab colours, "
     "rarity-rebalanced cross-entropy, annealed-mean decoding in the graph; {category}",
+    "effunet": "EfficientNet-Lite0 encoder (ImageNet weights) with a U-Net decoder and a 222-class "
+    "head at 1/4 resolution, annealed-mean decoding with the gamut mask in the graph; {category}",
 }
-RECIPES = {"seed": "trainer/recipes/seed_models.sh", "vivid": "trainer/recipes/vivid_models.sh"}
+RECIPES = {
+    "seed": "trainer/recipes/seed_models.sh",
+    "vivid": "trainer/recipes/vivid_models.sh",
+    "effunet": "trainer/recipes/effunet_gpu.sh",
+}
 
 
 def model_entry(path: Path, models_dir: Path) -> dict:
@@ -120,6 +102,7 @@ def model_entry(path: Path, models_dir: Path) -> dict:
     return {
         "name": name,
         "category": config["category"],
+        "family": config["preset"],
         "file": f"{name}.onnx",
         "sha256": report.sha256,
         "description": DESCRIPTIONS[config["preset"]].format(category=config["category"]),
@@ -129,7 +112,9 @@ def model_entry(path: Path, models_dir: Path) -> dict:
         "boost": config["boost"],
         "training": {
             "photos": config["data"]["train"],
+            "data": RESEARCH_DATA if "extra" in config["data"].get("roots", []) else OPEN_DATA,
             "images_seen_last_phase": config["images_seen"],
+            "device": config.get("training", {}).get("device", "cpu"),
             "recipe": RECIPES[config["preset"]],
         },
         "evaluation": _figures(name, config["category"]),
@@ -137,42 +122,22 @@ def model_entry(path: Path, models_dir: Path) -> dict:
     }
 
 
-def ship(
-    checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR, calib_dir: Path | None = None
-) -> dict:
+def ship(checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR) -> dict:
+    """Export every shipped family's checkpoints and write the manifest."""
     models = []
-    for path in sorted(checkpoints.glob("seed-*.safetensors")) + sorted(
-        checkpoints.glob("vivid-*.safetensors")
-    ):
-        entry = model_entry(path, models_dir)
-        models.append(entry)
-        if calib_dir is not None:
-            models += _category_variants(entry, models_dir, calib_dir)
+    for family in FAMILIES:
+        for path in sorted(checkpoints.glob(f"{family}-*.safetensors")):
+            models.append(model_entry(path, models_dir))
     manifest = {"default": DEFAULT_MODEL, "models": models, "auto": auto_entry(models_dir)}
     (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def _category_variants(entry: dict, models_dir: Path, calib_dir: Path) -> list[dict]:
-    made = _variants(entry["name"], models_dir / entry["file"], models_dir, calib_dir)
-    for variant in made:
-        variant["category"] = entry["category"]
-        print(f"  {variant['name']}: {variant['accuracy_vs_fp32']}")
-    return made
-
-
-def ship_one(
-    name: str,
-    checkpoints: Path = CHECKPOINTS,
-    models_dir: Path = MODELS_DIR,
-    calib_dir: Path | None = None,
-) -> dict:
-    """Export one checkpoint (and its variants, with ``calib_dir``) into the existing manifest."""
+def ship_one(name: str, checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR) -> dict:
+    """Export one checkpoint into the existing manifest."""
     manifest = json.loads((models_dir / MANIFEST.name).read_text())
     entry = model_entry(checkpoints / f"{name}.safetensors", models_dir)
-    made = [entry] + (_category_variants(entry, models_dir, calib_dir) if calib_dir else [])
-    names = {m["name"] for m in made}
-    manifest["models"] = [m for m in manifest["models"] if m["name"] not in names] + made
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != name] + [entry]
     manifest["default"] = DEFAULT_MODEL
     manifest["auto"] = auto_entry(models_dir)
     (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -183,13 +148,12 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calib", type=Path, help="photos to calibrate INT8 on (training set)")
     parser.add_argument("--auto-only", action="store_true", help="only refresh the auto table")
     parser.add_argument("--only", help="export only this checkpoint (e.g. vivid-general)")
     args = parser.parse_args()
     if args.auto_only:
         update_auto()
     elif args.only:
-        ship_one(args.only, calib_dir=args.calib)
+        ship_one(args.only)
     else:
-        ship(calib_dir=args.calib)
+        ship()

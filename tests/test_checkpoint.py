@@ -14,11 +14,11 @@ from trainer.checkpoint import (
     optimizer_to_tensors,
     save_checkpoint,
 )
-from trainer.model import PRESETS, build_model
+from trainer.models import build_model, preset_spec
 
 CONFIG = {
     "preset": "seed",
-    "architecture": PRESETS["seed"].to_dict(),
+    "architecture": preset_spec("seed"),
     "normalization": {"l_scale": 50.0, "l_shift": 1.0, "ab_scale": 128.0},
     "boost": [1.6, 1.6],
 }

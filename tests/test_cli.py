@@ -49,7 +49,7 @@ def test_eval_scores_the_shipped_model_against_gray(tmp_path):
     assert set(summary) == {"all", "general", "landscape", "people"}
     assert summary["all"]["count"] == 24
     for variant in ("model", "gray"):
-        assert set(summary["all"][variant]) == {"psnr", "ssim", "cf", "delta_cf", "auc",
+        assert set(summary["all"][variant]) == {"psnr", "ssim", "cf", "delta_cf", "auc", "hue",
                                                 "out_of_gamut"}  # fmt: skip
     assert summary["all"]["gray"]["out_of_gamut"] == 0
     assert 0 < summary["all"]["model"]["out_of_gamut"] < 0.5  # boosted ×2: some leave the gamut

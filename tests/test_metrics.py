@@ -42,3 +42,22 @@ def test_auc_perfect_constant_and_far():
     shifted = truth + np.array([6.0, 8.0])  # error 10 everywhere: thresholds 10..150 count
     assert ab_error_auc(shifted, truth) == pytest.approx(141 / 151)
     assert ab_error_auc(truth + 500, truth) == pytest.approx(0.0)
+
+
+def test_hue_accuracy_counts_the_truths_colourful_pixels_given_the_right_hue():
+    from trainer.metrics import hue_accuracy
+
+    angles = np.radians(np.arange(0, 360, 10, dtype=np.float64))
+    truth = np.stack([40 * np.cos(angles), 40 * np.sin(angles)], axis=-1)
+    assert hue_accuracy(truth, truth) == 1.0
+    assert hue_accuracy(np.zeros_like(truth), truth) == 0.0  # gray scores 0
+    turned = angles + np.radians(25)
+    rotated = np.stack([40 * np.cos(turned), 40 * np.sin(turned)], axis=-1)
+    assert hue_accuracy(rotated, truth) == 1.0  # within 30°
+    opposite = -truth
+    assert hue_accuracy(opposite, truth) == 0.0
+    faint = truth * 0.1  # chroma 4: too faint to count as a hue
+    assert hue_accuracy(faint, truth) == 0.0
+    half = np.concatenate([truth[:18], opposite[18:]])
+    assert hue_accuracy(half, truth) == 0.5
+    assert np.isnan(hue_accuracy(truth, np.zeros_like(truth)))  # no colourful pixel: NaN

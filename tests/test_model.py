@@ -1,11 +1,12 @@
-"""trainer.model: the U-Net of Table I."""
+"""trainer.models.unet: the U-Net of Table I."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from trainer.model import PRESETS, UNet, UNetConfig, build_model, count_macs, count_parameters
+from trainer.models import PRESETS, build_model, count_macs, count_parameters
+from trainer.models.unet import UNet, UNetConfig
 
 TABLE_I_AT_256 = {  # module → output shape (C, H, W) for a 1×1×256×256 input
     "encoders.0": (32, 256, 256),
@@ -62,7 +63,7 @@ def test_width_and_depth_parameters_make_other_presets():
     with torch.no_grad():
         assert tuple(wide(torch.zeros(1, 1, 64, 40)).shape) == (1, 2, 64, 40)
     assert count_parameters(wide) > count_parameters(build_model("seed"))
-    assert UNetConfig.from_dict(PRESETS["seed"].to_dict()) == PRESETS["seed"]
+    assert UNetConfig.from_dict(PRESETS["seed"][1].to_dict()) == PRESETS["seed"][1]
 
 
 def test_unknown_preset_is_a_clear_error():

@@ -1,4 +1,4 @@
-"""export.tensorrt: real engine builds with TensorRT for RTX on this CPU (no GPU needed)."""
+"""engine.tensorrt: real engine builds with TensorRT for RTX on this CPU (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX not installed (extr
 
 from calibration.dataset import build_set
 from engine.models import resolve_model
+from engine.tensorrt import BuildOptions, TensorRTError, build_engine
 from export.precision import convert_int8
-from export.tensorrt import BuildOptions, TensorRTError, build_engine
 from tests.conftest import PHOTOS
 
 pytestmark = pytest.mark.trt

@@ -18,8 +18,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from engine.color import Normalization
-from trainer.model import UNet, UNetConfig
+from engine.model_io import Normalization
+from trainer.models import build_from_spec
 
 OPTIMIZER_PREFIX = "optimizer/"
 
@@ -34,8 +34,9 @@ class Checkpoint:
     optimizer_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
-    def architecture(self) -> UNetConfig:
-        return UNetConfig.from_dict(self.config["architecture"])
+    def architecture(self) -> dict:
+        """The architecture spec (:mod:`trainer.models`): its ``name`` and config."""
+        return self.config["architecture"]
 
     @property
     def normalization(self) -> Normalization:
@@ -46,10 +47,10 @@ class Checkpoint:
         a, b = self.config.get("boost", (1.0, 1.0))
         return float(a), float(b)
 
-    def build_model(self) -> UNet:
-        """A U-Net with these weights, in eval mode."""
-        model = UNet(self.architecture)
-        model.load_state_dict(self.weights)
+    def build_model(self) -> torch.nn.Module:
+        """The registered architecture with these weights (float32), in eval mode."""
+        model = build_from_spec(self.architecture)
+        model.load_state_dict({k: v.float() for k, v in self.weights.items()})
         return model.eval()
 
 

@@ -2,7 +2,7 @@
 category model (general, landscape, people) should colorize a photo.
 
 Input: the photo's normalised L at 64×64 through the engine's own pre-processing
-(:func:`engine.color.image_model_input`); five stride-2 conv-BN-ReLU stages (16→128 channels),
+(:func:`engine.model_io.image_model_input`); five stride-2 conv-BN-ReLU stages (16→128 channels),
 global average pooling and a linear layer: about 0.1 M parameters, well under a millisecond per
 image on a CPU. Trained on the training split of the colorization data (same hash split, so no
 validation photo is ever seen) with flips, crops and class-balanced cross-entropy; exported to
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.color import SEED_NORMALIZATION, image_model_input
 from engine.io import read_image
+from engine.model_io import SEED_NORMALIZATION, image_model_input
 from engine.models import METADATA_KEY
 from trainer.data import scan_folder, select
 

@@ -24,9 +24,9 @@ app = typer.Typer(
 @app.command("train")
 def train_command(
     data: Annotated[
-        Path,
+        list[Path],
         typer.Argument(
-            help="Folder of colour photos (recursive); top-level subfolders are categories."
+            help="Folder(s) of colour photos (recursive); top-level subfolders are categories. Several folders train as one set (e.g. ../shared/data/train ../shared/data/extra); the split is a hash of each photo's path inside its category folder."
         ),
     ],
     out: Annotated[
@@ -40,7 +40,7 @@ def train_command(
     preset: Annotated[
         str,
         typer.Option(
-            help="Architecture preset (see trainer/model.py PRESETS); 'seed' is the paper's U-Net."
+            help="Architecture preset (trainer/models: seed = the paper's U-Net, vivid = its 222-class twin, effunet = EfficientNet-Lite0 encoder with ImageNet weights)."
         ),
     ] = "seed",
     category: Annotated[
@@ -138,6 +138,26 @@ def train_command(
             help="Start from this checkpoint's weights (fine-tuning), e.g. a general model for a category model."
         ),
     ] = None,
+    pretrained: Annotated[
+        bool,
+        typer.Option(
+            "--pretrained/--no-pretrained",
+            help="Start the encoder from its ImageNet weights where the architecture has them (effunet; needs the train extra). Ignored with --init.",
+        ),
+    ] = True,
+    balance: Annotated[
+        bool,
+        typer.Option(
+            "--balance/--no-balance",
+            help="Sample photos balanced by category and source (a file name's prefix before '__'), so no one source dominates. Default: uniform.",
+        ),
+    ] = False,
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Input size the engine resizes photos to, stored in the checkpoint. Default: --size."
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -146,19 +166,20 @@ def train_command(
         ),
     ] = False,
 ) -> None:
-    """Train a U-Net with Adam + MSE on random crops of a photo folder."""
+    """Train a colorizer (any preset of trainer/models) with Adam on random crops of photo folders."""
     from trainer.train import TrainConfig, train
 
     if size % 4:
         fail(f"--size {size}: must be divisible by 4")
     config = TrainConfig(
-        data=data, out=out, preset=preset, categories=category or None,
+        data=data[0] if len(data) == 1 else list(data), out=out, preset=preset, categories=category or None,
         category=label or (category[0] if category and len(category) == 1 else "general"),
         epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
         weight_decay=weight_decay, size=size, epoch_size=epoch_size, val_fraction=val_fraction,
         cache_max_side=cache_max_side, min_scale=min_scale, boost=parse_boost(boost), seed=seed,
         device=device, amp=amp, threads=threads, loader_threads=loader_threads,
         checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes, init=init,
+        pretrained=pretrained, balance=balance, input_size=input_size,
     )  # fmt: skip
     try:
         result = train(config, resume=resume, console=console)
@@ -167,6 +188,41 @@ def train_command(
     if result.interrupted:
         raise typer.Exit(130)
     console.print(f"done: best {result.best}, last {result.last}")
+
+
+@app.command("pack")
+def pack_command(
+    data: Annotated[list[Path], typer.Argument(help="Photo folder(s), as for train.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the packed copy to.")],
+    max_side: Annotated[int, typer.Option(help="Longest side of the packed photos.")] = 224,
+    quality: Annotated[int, typer.Option(min=50, max=100, help="JPEG quality.")] = 85,
+    val_from: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Also pack the validation photos of this folder (repeatable), for the run's own validation; the other folders' validation photos stay behind."
+        ),
+    ] = None,
+    val_fraction: Annotated[float, typer.Option(help="As for train.")] = 0.15,
+    init_preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write OUT/init-PRESET.safetensors: the preset with its pretrained encoder (float16), for train --init where the weights' package is not installed."
+        ),
+    ] = None,
+) -> None:
+    """A compact copy of the training photos (and an init checkpoint) to carry to a GPU machine."""
+    from trainer.pack import pack, pretrained_init
+
+    count, size = pack(data, out, max_side, quality, "train", val_fraction)
+    console.print(f"train split: {count} photos, {size / 2**20:.1f} MiB")
+    if val_from:
+        count, size = pack(val_from, out, max_side, quality, "val", val_fraction)
+        console.print(
+            f"validation split of {', '.join(map(str, val_from))}: {count} photos, {size / 2**20:.1f} MiB"
+        )
+    if init_preset:
+        path = pretrained_init(init_preset, out / f"init-{init_preset}.safetensors")
+        console.print(f"init checkpoint: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 
 @app.command("eval")
@@ -178,7 +234,10 @@ def eval_command(
         ),
     ],
     data: Annotated[
-        Path, typer.Argument(help="Folder of colour photos (same layout as for training).")
+        list[Path],
+        typer.Argument(
+            help="Folder(s) of colour photos (same layout as for training; several are one set)."
+        ),
     ],
     split: Annotated[
         str, typer.Option(help="'val' (photos the checkpoint never trained on), 'train' or 'all'.")
@@ -207,6 +266,12 @@ def eval_command(
     ] = "model",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = "auto",
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            help="Annealed-mean temperature of a checkpoint's classes head (lower: more vivid). Default: the checkpoint's."
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None,
         typer.Option(
@@ -215,28 +280,34 @@ def eval_command(
         ),
     ] = None,
 ) -> None:
-    """Score a checkpoint (or an exported .onnx model) against the gray baseline: PSNR, SSIM, CF, ΔCF, AuC."""
-    from trainer.data import scan_folder, select
+    """Score a checkpoint (or an exported .onnx model) against the gray baseline: PSNR, SSIM, CF, ΔCF, AuC, hue accuracy."""
+    from trainer.data import scan_folders, select
     from trainer.evaluate import evaluate, load_for_eval
 
     if split not in ("val", "train", "all"):
         fail(f"--split {split!r}: use val, train or all")
     try:
-        model = load_for_eval(checkpoint, device)
-        photos = scan_folder(data)
+        model = load_for_eval(checkpoint, device, temperature)
+        photos = scan_folders(data)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     fraction = val_fraction if val_fraction is not None else model["val_fraction"]
     chosen = select(photos, None if split == "all" else split, fraction, category or None)
     if not chosen:
-        fail(f"{data}: no photos in split {split!r}")
+        fail(f"{', '.join(map(str, data))}: no photos in split {split!r}")
     report = evaluate(
         model["predict"], chosen, model["norm"], parse_boost(boost) or model["boost"],
         input_size=input_size or model["input_size"], long_side=long_side, batch_size=batch_size,
         router=model.get("router"), predictors=model.get("predictors"),
     )  # fmt: skip
     report.settings.update(
-        {"checkpoint": str(checkpoint), "data": str(data), "split": split, "val_fraction": fraction}
+        {
+            "checkpoint": str(checkpoint),
+            "data": [str(d) for d in data],
+            "split": split,
+            "val_fraction": fraction,
+            "temperature": temperature,
+        }
     )
     _print_report(report.summary(), report.settings)
     if json_out is not None:
@@ -266,6 +337,13 @@ def strip_command(
         int | None,
         typer.Option(help="Set the inference size the copy carries (default: its training size)."),
     ] = None,
+    half: Annotated[
+        bool,
+        typer.Option(
+            "--half",
+            help="Store the float tensors as float16 (half the size; they load back as float32, and the ONNX export is made from exactly these weights).",
+        ),
+    ] = False,
 ) -> None:
     """Copy a checkpoint without its optimizer and resume state (what gets shipped)."""
     from trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -275,6 +353,10 @@ def strip_command(
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     ckpt.train_state = None
+    if half:
+        ckpt.weights = {
+            k: v.half() if v.is_floating_point() else v for k, v in ckpt.weights.items()
+        }
     if boost is not None:
         ckpt.config["boost"] = list(parse_boost(boost) or ckpt.config["boost"])
     if input_size is not None:
@@ -370,7 +452,7 @@ def _print_report(summary: dict, settings: dict) -> None:
         title=f"{settings['checkpoint']} on {settings['split']} split "
         f"({settings['images']} photos, long side {settings['long_side']}, boost {settings['boost']})"
     )
-    for column in ("group", "n", "", "PSNR dB", "SSIM", "CF", "ΔCF", "AuC", "out of gamut"):
+    for column in ("group", "n", "", "PSNR dB", "SSIM", "CF", "ΔCF", "AuC", "hue", "out of gamut"):
         table.add_column(column, justify="right" if column not in ("group", "") else "left")
     for group, entry in summary.items():
         for variant in ("model", "gray"):
@@ -378,10 +460,11 @@ def _print_report(summary: dict, settings: dict) -> None:
             table.add_row(
                 group if variant == "model" else "", str(entry["count"]) if variant == "model" else "",
                 variant, f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['cf']:.1f}",
-                f"{m['delta_cf']:.1f}", f"{m['auc']:.4f}", f"{100 * m['out_of_gamut']:.2f}%",
+                f"{m['delta_cf']:.1f}", f"{m['auc']:.4f}", f"{m['hue']:.3f}",
+                f"{100 * m['out_of_gamut']:.2f}%",
             )  # fmt: skip
         table.add_row(
-            "", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", "", end_section=True
+            "", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", "", "", end_section=True
         )
     Console().print(table)
 

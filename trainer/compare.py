@@ -1,12 +1,12 @@
 """The evaluation that decides the default model: every candidate on the validation split, per
 category, with the same settings, then a markdown table and contact sheets.
 
-    python -m trainer.compare DATA [--vivid M.onnx] [--out trainer/checkpoints/eval/comparison.json]
+    python -m trainer.compare DATA [DATA…] [--out trainer/checkpoints/eval/comparison.json]
 
 Candidates: the gray baseline; the paper's ``seed`` MSE recipe without and with its boost; the
-``vivid`` model (no boost); ``--model auto`` over the shipped (vivid) category models. The
-contact sheet shows gray / seed (boosted) / vivid / truth for a dozen validation photos; the
-failure sheet shows the validation photos where vivid loses most PSNR against gray.
+``vivid`` model (no boost); ``--model auto``; ``effunet`` (the pretrained-encoder model). The
+contact sheet shows gray / seed (boosted) / vivid / effunet / truth for a dozen validation photos;
+the failure sheets show the validation photos where a model loses most PSNR against gray.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.color import colorize_output
 from engine.colorizer import Colorizer
+from engine.model_io import colorize_output
 from engine.models import MODELS_DIR
-from trainer.data import scan_folder, select
+from trainer.data import scan_folders, select
 from trainer.evaluate import EvalReport, evaluate, load_eval_image, load_for_eval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,10 +48,13 @@ def _run(candidate: Candidate, photos, long_side: int) -> EvalReport:
 
 
 def compare(
-    data: Path, candidates: list[Candidate], long_side: int = 512, val_fraction: float = 0.15
+    data: Path | list[Path],
+    candidates: list[Candidate],
+    long_side: int = 512,
+    val_fraction: float = 0.15,
 ) -> dict:
     """Summaries per candidate (plus gray), and the per-image rows for the pictures."""
-    photos = select(scan_folder(data), "val", val_fraction)
+    photos = select(scan_folders(data), "val", val_fraction)
     results: dict = {"settings": {"split": "val", "photos": len(photos), "long_side": long_side,
                                   "never_trained_on": True}, "candidates": {}}  # fmt: skip
     for candidate in candidates:
@@ -72,8 +75,8 @@ def compare(
 
 def markdown_table(results: dict) -> str:
     """One table: candidate × group, the five quality metrics and the out-of-gamut share."""
-    head = "| candidate | group | n | PSNR dB | SSIM | CF | ΔCF | AuC | out of gamut |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    head = "| candidate | group | n | PSNR dB | SSIM | CF | ΔCF | AuC | hue | out of gamut |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, groups in results["candidates"].items():
         for group in ("all", "general", "landscape", "people"):
             if group not in groups:
@@ -81,7 +84,7 @@ def markdown_table(results: dict) -> str:
             m = groups[group]
             lines.append(
                 f"| {label} | {group} | {m['count']} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
-                f"{m['cf']:.1f} | {m['delta_cf']:.1f} | {m['auc']:.4f} | "
+                f"{m['cf']:.1f} | {m['delta_cf']:.1f} | {m['auc']:.4f} | {m['hue']:.3f} | "
                 f"{100 * m['out_of_gamut']:.2f} % |"
             )
     return "\n".join(lines)
@@ -102,14 +105,24 @@ def _thumbnail(image: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(image, (round(w * height / h), height), interpolation=cv2.INTER_AREA)
 
 
+def _locate(data: Path | list[Path], file: str) -> Path:
+    """``category/key`` in the first data folder that has it."""
+    roots = [data] if isinstance(data, str | Path) else data
+    return next(
+        (Path(r) / file for r in roots if (Path(r) / file).is_file()), Path(roots[0]) / file
+    )
+
+
 def contact_sheet(
-    data: Path, files: list[str], columns: list[tuple[str, Colorizer | None, tuple | None]],
+    data: Path | list[Path], files: list[str],
+    columns: list[tuple[str, Colorizer | None, tuple | None]],
     out: Path, height: int = 150, long_side: int = 512,
 ) -> Path:  # fmt: skip
-    """A grid: one row per photo, one column per (label, colorizer or None = truth/gray)."""
+    """A grid: one row per photo, one column per (label, colorizer or None = truth/gray); JPEG
+    (quality 90) for a ``.jpg`` path, else PNG."""
     rows = []
     for file in files:
-        truth = load_eval_image(data / file, long_side)
+        truth = load_eval_image(_locate(data, file), long_side)
         gray = cv2.cvtColor(cv2.cvtColor(truth, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         cells = []
         for label, colorizer, boost in columns:
@@ -138,14 +151,16 @@ def contact_sheet(
             sheet[y : y + height, x : x + cell.shape[1]] = cell
         x += widths[i] + pad
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 90] if out.suffix.lower() in (".jpg", ".jpeg") else []
+    cv2.imwrite(str(out), sheet, quality or [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path)
+    parser.add_argument("data", type=Path, nargs="+")
     parser.add_argument("--vivid", type=Path, default=MODELS_DIR / "vivid-general.onnx")
+    parser.add_argument("--effunet", type=Path, default=MODELS_DIR / "effunet-general.onnx")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "trainer/checkpoints/eval/comparison.json"
     )
@@ -156,7 +171,8 @@ def main() -> None:
         Candidate("seed, no boost", seed, NO_BOOST),
         Candidate("seed, paper's boost ×2", seed, None),
         Candidate("vivid, no boost", str(args.vivid), NO_BOOST),
-        Candidate("auto (vivid category models)", "auto", NO_BOOST),
+        Candidate("auto", "auto", NO_BOOST),
+        Candidate("effunet, no boost", str(args.effunet), NO_BOOST),
     ]
     results = compare(args.data, candidates)
     rows = results.pop("rows")
@@ -166,16 +182,18 @@ def main() -> None:
     print(markdown_table(results))
     for document in (ROOT / "README.md", ROOT / "MODELS.md"):
         insert_table(document, markdown_table(results))
-    files = [r["file"] for r in rows["vivid, no boost"]]
+    files = [r["file"] for r in rows["effunet, no boost"]]
     chosen = files[:: max(1, len(files) // 12)][:12]
     seed_model, vivid_model = Colorizer(seed), Colorizer(str(args.vivid))
+    effunet_model = Colorizer(str(args.effunet))
     columns = [("gray", None, None), ("seed x2", seed_model, (2.0, 2.0)),
-               ("vivid", vivid_model, NO_BOOST), ("truth", None, None)]  # fmt: skip
-    contact_sheet(args.data, chosen, columns, args.pictures / "contact-sheet.png")
-    for label, key in (("vivid", "vivid, no boost"), ("seed", "seed, no boost")):
+               ("vivid", vivid_model, NO_BOOST), ("effunet", effunet_model, NO_BOOST),
+               ("truth", None, None)]  # fmt: skip
+    contact_sheet(args.data, chosen, columns, args.pictures / "contact-sheet.jpg")
+    for label, key in (("effunet", "effunet, no boost"), ("vivid", "vivid, no boost")):
         loss = {r["file"]: r["model"]["psnr"] - r["gray"]["psnr"] for r in rows[key]}
-        worst = sorted(loss, key=loss.get)[:4]
-        contact_sheet(args.data, worst, columns, args.pictures / f"{label}-failures.png")
+        worst = sorted(loss, key=loss.get)[:6]
+        contact_sheet(args.data, worst, columns, args.pictures / f"{label}-failures.jpg")
         print(f"worst for {label} (PSNR vs gray):", {f: round(loss[f], 2) for f in worst})
 
 

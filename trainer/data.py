@@ -21,17 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.color import (
-    L_MAX,
+from engine.color import L_MAX, bgr_to_lab, fit_long_side, is_grayscale, resize_plane
+from engine.model_io import (
     SEED_NORMALIZATION,
     Normalization,
-    bgr_to_lab,
-    fit_long_side,
-    is_grayscale,
     model_input,
     normalize_ab,
     normalize_l,
-    resize_plane,
 )
 
 IMAGE_EXTENSIONS = frozenset(
@@ -66,6 +62,27 @@ def scan_folder(root: Path | str) -> list[Photo]:
         else:
             photos.append(Photo(path, parts[0], DEFAULT_CATEGORY))
     return photos
+
+
+def scan_folders(roots: Sequence[Path | str] | Path | str) -> list[Photo]:
+    """:func:`scan_folder` over several roots (e.g. the open photos and the extra ones); a key
+    found twice (the same category and file name in two roots) is an error."""
+    roots = [roots] if isinstance(roots, str | Path) else list(roots)
+    photos, seen = [], {}
+    for root in roots:
+        for photo in scan_folder(root):
+            name = f"{photo.category}/{photo.key}"
+            if name in seen:
+                raise ValueError(f"{photo.path}: the same category and name as {seen[name]}")
+            seen[name] = photo.path
+            photos.append(photo)
+    return photos
+
+
+def source_of(photo_key: str) -> str:
+    """A photo's source: its file name's prefix before ``__`` (``ccp__0042.jpg`` → ``ccp``)."""
+    name = photo_key.rsplit("/", 1)[-1]
+    return name.split("__", 1)[0] if "__" in name else ""
 
 
 def split_of(key: str, val_fraction: float, salt: str = "") -> str:
@@ -243,10 +260,13 @@ class PatchSampler:
         size: int,
         norm: Normalization = SEED_NORMALIZATION,
         min_scale: float = 0.25,
+        weights: np.ndarray | None = None,
     ) -> None:
         if len(cache) == 0:
             raise ValueError("no training photos left after filtering")
         self.cache, self.size, self.norm, self.min_scale = cache, size, norm, min_scale
+        self.weights = weights
+        """Per-photo sampling probabilities (None: uniform)."""
 
     def crop(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = image.shape[:2]
@@ -263,7 +283,10 @@ class PatchSampler:
 
     def batch(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(L ``N×1×s×s``, ab ``N×2×s×s``) float32, normalised."""
-        indices = rng.integers(0, len(self.cache), batch_size)
+        if self.weights is None:
+            indices = rng.integers(0, len(self.cache), batch_size)
+        else:
+            indices = rng.choice(len(self.cache), batch_size, p=self.weights)
         pairs = [
             lab_to_model_pair(self.crop(self.cache.images[i], rng), self.norm) for i in indices
         ]

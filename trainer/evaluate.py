@@ -18,23 +18,26 @@ import numpy as np
 import torch
 
 from engine.color import (
-    Normalization,
     bgr_to_lab,
-    boost_ab,
-    colorize_output,
-    denormalize_ab,
-    denormalize_l,
     fit_long_side,
     is_grayscale,
     lab_to_bgr,
     merge_l_ab,
-    model_input,
     out_of_gamut,
+)
+from engine.model_io import (
+    Normalization,
+    boost_ab,
+    colorize_output,
+    denormalize_ab,
+    denormalize_l,
+    model_input,
     upsample_ab,
 )
-from trainer.metrics import ab_error_auc, colorfulness, psnr, ssim
+from trainer.metrics import ab_error_auc, colorfulness, hue_accuracy, psnr, ssim
 
-METRICS = ("psnr", "ssim", "cf", "delta_cf", "auc", "out_of_gamut")
+METRICS = ("psnr", "ssim", "cf", "delta_cf", "auc", "hue", "out_of_gamut")
+"""``hue``: :func:`trainer.metrics.hue_accuracy` (its mean skips photos with no colourful pixel)."""
 
 
 def score_predictions(
@@ -66,12 +69,14 @@ def image_scores(
 ) -> dict[str, float]:
     """All metrics of one colorized image against its truth (both 8-bit BGR)."""
     cf_pred, cf_truth = colorfulness(pred_bgr), colorfulness(truth_bgr)
+    ab_pred, ab_truth = bgr_to_lab(pred_bgr)[..., 1:], bgr_to_lab(truth_bgr)[..., 1:]
     return {
         "psnr": psnr(pred_bgr, truth_bgr),
         "ssim": ssim(pred_bgr, truth_bgr),
         "cf": cf_pred,
         "delta_cf": abs(cf_pred - cf_truth),
-        "auc": ab_error_auc(bgr_to_lab(pred_bgr)[..., 1:], bgr_to_lab(truth_bgr)[..., 1:]),
+        "auc": ab_error_auc(ab_pred, ab_truth),
+        "hue": hue_accuracy(ab_pred, ab_truth),
         "out_of_gamut": out_of_gamut,
     }
 
@@ -102,13 +107,19 @@ class EvalReport:
             out[group] = {"count": len(rows)}
             for variant in ("model", "gray"):
                 out[group][variant] = {
-                    m: float(np.mean([r[variant][m] for r in rows])) for m in METRICS
+                    m: _mean([r[variant].get(m, np.nan) for r in rows]) for m in METRICS
                 }
             out[group]["truth"] = {"cf": float(np.mean([r["truth_cf"] for r in rows]))}
         return out
 
     def to_json(self) -> dict:
         return {"settings": self.settings, "summary": self.summary(), "images": self.rows}
+
+
+def _mean(values: list[float]) -> float:
+    """Mean over the values that are numbers (NaN: the metric does not apply to that photo)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def load_eval_image(path: Path, long_side: int) -> np.ndarray | None:
@@ -198,12 +209,13 @@ def evaluate(
     return report
 
 
-def load_for_eval(path: Path, device: str = "cpu") -> dict:
+def load_for_eval(path: Path, device: str = "cpu", temperature: float | None = None) -> dict:
     """A predictor with its normalisation, boost, input size and split, from a checkpoint
-    (PyTorch), an ONNX model (ONNX Runtime, as the engine runs it), or ``auto``."""
+    (PyTorch), an ONNX model (ONNX Runtime, as the engine runs it), or ``auto``. ``temperature``
+    replaces a checkpoint's annealed-mean temperature (classes heads)."""
     if str(path) == "auto":
         from engine.auto import AutoColorizer
-        from engine.color import model_input
+        from engine.model_io import model_input
 
         auto = AutoColorizer()
         classifier, config = auto.classifier, auto.first.config
@@ -230,9 +242,11 @@ def load_for_eval(path: Path, device: str = "cpu") -> dict:
             "input_size": config.input_size, "val_fraction": training.get("val_fraction", 0.15),
         }  # fmt: skip
     from trainer.checkpoint import load_checkpoint
-    from trainer.train import pick_device
+    from trainer.device import pick_device
 
     ckpt = load_checkpoint(path)
+    if temperature is not None:  # a classes head's annealed-mean temperature, for a sweep
+        ckpt.config["architecture"] = {**ckpt.architecture, "temperature": temperature}
     return {
         "predict": torch_predictor(ckpt.build_model(), pick_device(device)),
         "norm": ckpt.normalization, "boost": ckpt.boost,

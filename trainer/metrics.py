@@ -58,3 +58,31 @@ def ab_error_auc(ab_pred: np.ndarray, ab_truth: np.ndarray) -> float:
     thresholds = np.arange(AUC_MAX_THRESHOLD + 1)
     counts = np.searchsorted(np.sort(error), thresholds, side="right")
     return float((counts / error.size).mean())
+
+
+HUE_COLOURFUL_CHROMA = 15.0
+"""Truth pixels with LAB chroma above this are the colourful ones :func:`hue_accuracy` counts."""
+
+
+def hue_accuracy(
+    ab_pred: np.ndarray,
+    ab_truth: np.ndarray,
+    colourful: float = HUE_COLOURFUL_CHROMA,
+    min_chroma: float = 5.0,
+    max_degrees: float = 30.0,
+) -> float:
+    """Share of the truth's colourful pixels (chroma > ``colourful``) whose prediction has chroma
+    > ``min_chroma`` and a hue within ``max_degrees`` of the truth's: is the grass green, the sky
+    blue. Gray scores 0. NaN when the truth has no colourful pixel. ``ab_*``: ``…×2``, LAB units.
+    """
+    pred = ab_pred.reshape(-1, 2).astype(np.float64)
+    truth = ab_truth.reshape(-1, 2).astype(np.float64)
+    chosen = np.hypot(truth[:, 0], truth[:, 1]) > colourful
+    if not chosen.any():
+        return float("nan")
+    pred, truth = pred[chosen], truth[chosen]
+    hue_gap = np.angle(
+        (pred[:, 0] + 1j * pred[:, 1]) * np.conj(truth[:, 0] + 1j * truth[:, 1]), deg=True
+    )
+    right = (np.hypot(pred[:, 0], pred[:, 1]) > min_chroma) & (np.abs(hue_gap) <= max_degrees)
+    return float(right.mean())

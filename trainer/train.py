@@ -27,8 +27,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from engine.color import SEED_NORMALIZATION, Normalization
-from trainer.bins import classes_of, count_classes, rarity_weights
+from engine.model_io import SEED_NORMALIZATION, Normalization
+from trainer.bins import count_classes, rarity_weights
 from trainer.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -36,9 +36,26 @@ from trainer.checkpoint import (
     optimizer_to_tensors,
     save_checkpoint,
 )
-from trainer.data import PatchSampler, build_cache, scan_folder, select, whole_image_batch
+from trainer.data import (
+    LabCache,
+    PatchSampler,
+    build_cache,
+    scan_folders,
+    select,
+    source_of,
+    whole_image_batch,
+)
+from trainer.device import autocast_dtype, pick_device
 from trainer.evaluate import score_predictions
-from trainer.model import PRESETS, build_model, count_macs, count_parameters
+from trainer.losses import rebalanced_cross_entropy
+from trainer.models import (
+    PRESETS,
+    architecture_of,
+    build_from_spec,
+    count_macs,
+    count_parameters,
+    preset_spec,
+)
 
 METRIC_COLUMNS = [
     "epoch", "global_step", "images_seen", "train_loss", "val_loss", "gray_loss", "val_psnr",
@@ -53,7 +70,8 @@ SEED_BOOST = {"general": (2.0, 2.0), "people": (1.6, 1.6), "landscape": (1.6, 1.
 class TrainConfig:
     """Everything that defines a training run (stored in every checkpoint)."""
 
-    data: Path
+    data: Path | list[Path]
+    """One photo folder, or several (e.g. the open photos and the extra ones) trained as one."""
     out: Path
     preset: str = "seed"
     categories: list[str] | None = None
@@ -78,11 +96,23 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     max_minutes: float | None = None
     init: Path | None = None
+    pretrained: bool = True
+    """Start the encoder from the architecture's pretrained weights, where it has them."""
+    balance: bool = False
+    """Sample photos balanced by category and source (:func:`sampling_weights`), not uniformly."""
+    input_size: int | None = None
+    """The engine's input size stored in the checkpoint. Default: the training crop ``size``."""
+
+    @property
+    def data_roots(self) -> list[Path]:
+        return [Path(d) for d in self.data] if isinstance(self.data, list) else [Path(self.data)]
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        for key in ("data", "out", "cache_dir", "init"):
+        for key in ("out", "cache_dir", "init"):
             data[key] = None if data[key] is None else str(data[key])
+        roots = [str(r) for r in self.data_roots]
+        data["data"] = roots[0] if len(roots) == 1 else roots
         return data
 
 
@@ -98,17 +128,11 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA GPU")
-    return device
-
-
-def _lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
+def _lr_at(
+    config: TrainConfig, step: int, total_steps: int, elapsed_s: float | None = None
+) -> float:
+    """The learning rate at ``step``. ``cosine`` decays over all epochs or, with
+    ``max_minutes``, over whichever of the two budgets is used up first (``elapsed_s``)."""
     if config.lr_schedule == "constant":
         return config.lr
     if config.lr_schedule == "cosine":
@@ -116,6 +140,9 @@ def _lr_at(config: TrainConfig, step: int, total_steps: int) -> float:
         if step < warmup:
             return config.lr * (step + 1) / warmup
         progress = (step - warmup) / max(1, total_steps - warmup)
+        if config.max_minutes and elapsed_s is not None:
+            progress = max(progress, elapsed_s / (60 * config.max_minutes))
+        progress = min(1.0, progress)
         return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
     raise ValueError(f"unknown lr schedule {config.lr_schedule!r}; use constant or cosine")
 
@@ -166,242 +193,341 @@ def _batches(
             yield batch
 
 
+class Trainer:
+    """One training run: :meth:`__init__` sets up data, model and optimizer; :meth:`resume`
+    continues ``out/last.safetensors``; :meth:`fit` runs the loop of :meth:`step`, with
+    :meth:`validate` and the checkpoints (:meth:`save_last`, :meth:`save_best`) each epoch."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        console: Console | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.config, self.on_epoch = config, on_epoch
+        self.console = console or Console(stderr=True)
+        if config.preset not in PRESETS:
+            raise ValueError(f"unknown preset {config.preset!r}; known: {', '.join(PRESETS)}")
+        self.spec = preset_spec(config.preset)
+        self.device = pick_device(config.device)
+        torch.backends.cudnn.benchmark = self.device.type == "cuda"
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.use_amp = self.device.type == "cuda" if config.amp is None else config.amp
+        self.amp_dtype = autocast_dtype(self.device)
+        self.norm: Normalization = SEED_NORMALIZATION
+        self.run_dir = Path(config.out)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.last_path = self.run_dir / "last.safetensors"
+        self.best_path = self.run_dir / "best.safetensors"
+        self._set_up_data()
+        self._set_up_model()
+        self.epoch, self.step_in_epoch, self.images_seen, self.elapsed_before = 0, 0, 0, 0.0
+        self.history: list[dict] = []
+        self.best_val = math.inf
+        self.run_start = time.perf_counter()
+
+    # Set-up ---------------------------------------------------------------------------------
+    def _set_up_data(self) -> None:
+        config = self.config
+        photos = scan_folders(config.data_roots)
+        train_photos = select(photos, "train", config.val_fraction, config.categories)
+        val_photos = select(photos, "val", config.val_fraction, config.categories)
+        if not train_photos or not val_photos:
+            raise ValueError(
+                f"{', '.join(map(str, config.data_roots))}: {len(train_photos)} training and "
+                f"{len(val_photos)} validation photos"
+                f"{' in categories ' + ','.join(config.categories) if config.categories else ''};"
+                " both splits need at least one (add photos or change --val-fraction)"
+            )
+        cache_dir = config.cache_dir or self.run_dir / "cache"
+        started = time.perf_counter()
+        self.train_cache = build_cache(train_photos, config.cache_max_side, cache_dir)
+        self.val_cache = build_cache(val_photos, config.cache_max_side, cache_dir)
+        self.console.print(
+            f"data: {len(self.train_cache)} training / {len(self.val_cache)} validation photos "
+            f"({len(self.train_cache.skipped) + len(self.val_cache.skipped)} skipped), "
+            f"decoded in {time.perf_counter() - started:.1f}s"
+        )
+        weights = sampling_weights(self.train_cache) if config.balance else None
+        self.sampler = PatchSampler(
+            self.train_cache, config.size, self.norm, config.min_scale, weights
+        )
+        self.val_L, self.val_ab = whole_image_batch(self.val_cache, config.size, self.norm)
+        epoch_size = config.epoch_size or len(self.train_cache)
+        self.steps_per_epoch = max(1, math.ceil(epoch_size / config.batch_size))
+        self.total_steps = self.steps_per_epoch * config.epochs
+
+    def _set_up_model(self) -> None:
+        config = self.config
+        torch.manual_seed(config.seed)
+        model = build_from_spec(self.spec)
+        self.head = model.config.head
+        architecture = architecture_of(self.spec)
+        if config.init is not None:
+            skipped = load_matching(model, load_checkpoint(config.init).weights)
+            if skipped:
+                self.console.print(f"init {config.init}: new (not loaded) {', '.join(skipped)}")
+        elif config.pretrained and architecture.pretrained is not None:
+            left = architecture.pretrained(model)
+            self.console.print(
+                f"pretrained encoder loaded ({len(left)} encoder tensors left as initialised)"
+            )
+        self.class_weights = None
+        if self.head == "classes":
+            counts = count_classes(self.train_cache.images)
+            self.class_weights = torch.from_numpy(rarity_weights(counts)).to(self.device)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.use_amp and self.amp_dtype == torch.float16
+        )
+        vivid = self.head == "classes"  # decodes vivid colours: no post-boost
+        self.boost = config.boost or (
+            (1.0, 1.0) if vivid else SEED_BOOST.get(config.category, (1.0, 1.0))
+        )
+        self.base_config = {
+            "preset": config.preset,
+            "architecture": self.spec,
+            "parameters": count_parameters(model),
+            "gmacs_256": round(count_macs(build_from_spec(self.spec)) / 1e9, 3),
+            "normalization": self.norm.to_dict(),
+            "boost": list(self.boost),
+            "category": config.category,
+            "input_size": config.size if config.input_size is None else config.input_size,
+            "data": {
+                "roots": [Path(r).name for r in config.data_roots],
+                "categories": config.categories or "all",
+                "split": f"sha256(key) < {config.val_fraction} → val",
+                "sampling": "balanced by category and source" if config.balance else "uniform",
+                "train": self.train_cache.summary(),
+                "val": self.val_cache.summary(),
+            },
+            "training": {
+                **config.to_dict(),
+                "steps_per_epoch": self.steps_per_epoch,
+                "device": str(self.device),
+            },
+            "environment": {"torch": torch.__version__, "python": platform.python_version()},
+        }
+
+    def resume(self) -> None:
+        """Continue ``out/last.safetensors``: weights, optimizer, position, history, RNG."""
+        if not self.last_path.exists():
+            raise FileNotFoundError(f"{self.last_path}: nothing to resume")
+        ckpt = load_checkpoint(self.last_path, with_optimizer=True)
+        state = ckpt.train_state or {}
+        if (
+            ckpt.config["training"]["seed"] != self.config.seed
+            or ckpt.config["preset"] != self.config.preset
+        ):
+            raise ValueError(
+                f"{self.last_path}: was trained with another seed or preset; cannot resume"
+            )
+        self.model.load_state_dict(ckpt.weights)
+        optimizer_from_tensors(self.optimizer, ckpt.optimizer_tensors, state["optimizer"])
+        self.epoch, self.step_in_epoch = state["epoch"], state["step"]
+        self.images_seen, self.elapsed_before = state["images_seen"], state["elapsed_s"]
+        self.history, self.best_val = state["history"], state["best_val_loss"]
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        self.console.print(
+            f"resuming {self.last_path} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+        )
+
+    # Steps ----------------------------------------------------------------------------------
+    def step(self, L_np: np.ndarray, ab_np: np.ndarray, lr: float) -> float:
+        """One optimisation step on a batch (normalised L and ab); returns the loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        L = torch.from_numpy(L_np).to(self.device, memory_format=torch.channels_last)
+        ab = torch.from_numpy(ab_np).to(self.device, memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, self.amp_dtype, enabled=self.use_amp):
+            pred = self.model(L) if self.class_weights is None else self.model.logits(L)
+        if self.class_weights is None:
+            loss = torch.nn.functional.mse_loss(pred.float(), ab)
+        else:
+            loss = rebalanced_cross_entropy(pred, ab, self.class_weights, self.norm.ab_scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.images_seen += len(L_np)
+        return float(loss.detach())
+
+    def validate(self) -> dict:
+        """Loss, PSNR and AuC of the model and of gray on the validation photos."""
+        self.model.eval()
+        preds = []
+        autocast = torch.autocast(self.device.type, self.amp_dtype, enabled=self.use_amp)
+        with torch.no_grad(), autocast:
+            for i in range(0, len(self.val_L), 16):
+                x = torch.from_numpy(self.val_L[i : i + 16]).to(
+                    self.device, memory_format=torch.channels_last
+                )
+                preds.append(self.model(x).float().cpu().numpy())
+        self.model.train()
+        pred = np.concatenate(preds)
+        loss = float(np.mean((pred - self.val_ab) ** 2))
+        scores = score_predictions(self.val_L, pred, self.val_ab, self.norm)
+        return {"val_loss": loss, "gray_loss": float(np.mean(self.val_ab**2)), **scores}
+
+    # Checkpoints ----------------------------------------------------------------------------
+    def _checkpoint_config(self, metrics: dict | None) -> dict:
+        return {
+            **self.base_config,
+            "metrics": metrics or {},
+            "images_seen": self.images_seen,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.run_start
+
+    def save_last(self, epoch: int, step: int) -> None:
+        """``last.safetensors``: weights, optimizer and position (``step`` within ``epoch``)."""
+        tensors, rest = optimizer_to_tensors(self.optimizer)
+        state = {
+            "epoch": epoch, "step": step, "images_seen": self.images_seen,
+            "elapsed_s": self.elapsed(), "history": self.history,
+            "best_val_loss": self.best_val, "optimizer": rest,
+            "torch_rng": torch.get_rng_state().tolist(),
+        }  # fmt: skip
+        metrics = self.history[-1] if self.history else None
+        weights = self.model.state_dict()
+        save_checkpoint(
+            self.last_path, Checkpoint(weights, self._checkpoint_config(metrics), state, tensors)
+        )
+
+    def save_best(self, metrics: dict) -> None:
+        """``best.safetensors`` when this epoch's validation loss is the lowest so far."""
+        if metrics["val_loss"] < self.best_val:
+            self.best_val = metrics["val_loss"]
+            save_checkpoint(
+                self.best_path,
+                Checkpoint(self.model.state_dict(), self._checkpoint_config(metrics)),
+            )
+
+    # The loop -------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train until ``config.epochs`` (or a stop request or ``max_minutes``)."""
+        config = self.config
+        self.run_start = time.perf_counter()
+        if not self.history:  # epoch 0: the untrained model, so every curve starts from a reference
+            self.history.append(
+                {"epoch": 0, "global_step": 0, "images_seen": 0, "train_loss": math.nan,
+                 **self.validate(), "lr": config.lr, "elapsed_s": 0.0, "images_per_s": 0.0}
+            )  # fmt: skip
+        self.model.train()
+        last_save = time.monotonic()
+        interrupted = False
+        columns = [
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.5f}"), TextColumn("{task.fields[ips]:.1f} img/s"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        ]  # fmt: skip
+        start_epoch, start_step = self.epoch, self.step_in_epoch
+        with _StopRequest() as stop, Progress(*columns, console=self.console) as progress:
+            for epoch in range(start_epoch, config.epochs):
+                first = start_step if epoch == start_epoch else 0
+                task = progress.add_task(
+                    "train", total=self.steps_per_epoch, completed=first, epoch=epoch + 1,
+                    epochs=config.epochs, loss=float("nan"), ips=0.0,
+                )  # fmt: skip
+                loss_sum, loss_count, epoch_images = 0.0, 0, 0
+                lr = _lr_at(config, epoch * self.steps_per_epoch + first, self.total_steps)
+                epoch_start = time.perf_counter()
+                batches = _batches(self.sampler, config, epoch, first, self.steps_per_epoch)
+                for step, (L_np, ab_np) in enumerate(batches, start=first):
+                    position = epoch * self.steps_per_epoch + step
+                    lr = _lr_at(config, position, self.total_steps, self.elapsed())
+                    loss_sum += self.step(L_np, ab_np, lr)
+                    loss_count += 1
+                    epoch_images += len(L_np)
+                    ips = epoch_images / max(1e-9, time.perf_counter() - epoch_start)
+                    progress.update(task, completed=step + 1, loss=loss_sum / loss_count, ips=ips)
+                    out_of_time = (
+                        config.max_minutes is not None and self.elapsed() > 60 * config.max_minutes
+                    )
+                    if stop.requested or out_of_time:
+                        self.save_last(epoch, step + 1)
+                        self.console.print(
+                            f"stopped; checkpoint {self.last_path} (rerun with --resume)"
+                        )
+                        interrupted = True
+                        break
+                    if time.monotonic() - last_save > 60 * config.checkpoint_minutes:
+                        self.save_last(epoch, step + 1)
+                        last_save = time.monotonic()
+                if interrupted:
+                    break
+                self._end_epoch(epoch, loss_sum / max(1, loss_count), lr, epoch_images, epoch_start)
+                last_save = time.monotonic()
+        return TrainResult(
+            self.run_dir, self.last_path, self.best_path if self.best_path.exists() else None,
+            len(self.history), interrupted, self.history,
+        )  # fmt: skip
+
+    def _end_epoch(
+        self, epoch: int, train_loss: float, lr: float, epoch_images: int, epoch_start: float
+    ) -> None:
+        metrics = {
+            "epoch": epoch + 1,
+            "global_step": (epoch + 1) * self.steps_per_epoch,
+            "images_seen": self.images_seen,
+            "train_loss": train_loss,
+            **self.validate(),
+            "lr": lr,
+            "elapsed_s": self.elapsed(),
+            "images_per_s": epoch_images / max(1e-9, time.perf_counter() - epoch_start),
+        }
+        self.history.append(metrics)
+        self.save_best(metrics)
+        self.save_last(epoch + 1, 0)
+        _write_history(self.run_dir, self.history)
+        m = metrics
+        self.console.print(
+            f"epoch {epoch + 1}: train {m['train_loss']:.5f}  val {m['val_loss']:.5f}"
+            f" (gray {m['gray_loss']:.5f})  PSNR {m['val_psnr']:.2f} (gray {m['gray_psnr']:.2f})"
+            f"  AuC {m['val_auc']:.4f} (gray {m['gray_auc']:.4f})  {m['images_per_s']:.1f} img/s"
+        )
+        if self.on_epoch:
+            self.on_epoch(metrics)
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
     console: Console | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train a U-Net as ``config`` says; with ``resume``, continue ``out/last.safetensors``."""
-    console = console or Console(stderr=True)
-    if config.preset not in PRESETS:
-        raise ValueError(f"unknown preset {config.preset!r}; known: {', '.join(PRESETS)}")
-    device = pick_device(config.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    use_amp = device.type == "cuda" if config.amp is None else config.amp
-    amp_dtype = (
-        torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-    )
-    norm: Normalization = SEED_NORMALIZATION
-    vivid = PRESETS[config.preset].head == "classes"  # decodes vivid colours: no post-boost
-    boost = config.boost or ((1.0, 1.0) if vivid else SEED_BOOST.get(config.category, (1.0, 1.0)))
-    run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = run_dir / "last.safetensors", run_dir / "best.safetensors"
-
-    # Data ---------------------------------------------------------------------------------
-    photos = scan_folder(config.data)
-    train_photos = select(photos, "train", config.val_fraction, config.categories)
-    val_photos = select(photos, "val", config.val_fraction, config.categories)
-    if not train_photos or not val_photos:
-        raise ValueError(
-            f"{config.data}: {len(train_photos)} training and {len(val_photos)} validation photos"
-            f"{' in categories ' + ','.join(config.categories) if config.categories else ''};"
-            " both splits need at least one (add photos or change --val-fraction)"
-        )
-    cache_dir = config.cache_dir or run_dir / "cache"
-    started = time.perf_counter()
-    train_cache = build_cache(train_photos, config.cache_max_side, cache_dir)
-    val_cache = build_cache(val_photos, config.cache_max_side, cache_dir)
-    console.print(
-        f"data: {len(train_cache)} training / {len(val_cache)} validation photos "
-        f"({len(train_cache.skipped) + len(val_cache.skipped)} skipped), "
-        f"decoded in {time.perf_counter() - started:.1f}s"
-    )
-    sampler = PatchSampler(train_cache, config.size, norm, config.min_scale)
-    val_L, val_ab = whole_image_batch(val_cache, config.size, norm)
-    epoch_size = config.epoch_size or len(train_cache)
-    steps_per_epoch = max(1, math.ceil(epoch_size / config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-
-    # Model and optimizer ------------------------------------------------------------------
-    torch.manual_seed(config.seed)
-    model = build_model(config.preset)
-    if config.init is not None:
-        skipped = load_matching(model, load_checkpoint(config.init).weights)
-        if skipped:
-            console.print(f"init {config.init}: new (not loaded) {', '.join(skipped)}")
-    class_weights = None
-    if model.config.head == "classes":
-        counts = count_classes(train_cache.images)
-        class_weights = torch.from_numpy(rarity_weights(counts)).to(device)
-    model = model.to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    start_epoch, start_step, images_seen, elapsed_before = 0, 0, 0, 0.0
-    history: list[dict] = []
-    best_val = math.inf
+    """Train as ``config`` says; with ``resume``, continue ``out/last.safetensors``."""
+    trainer = Trainer(config, console, on_epoch)
     if resume:
-        if not last_path.exists():
-            raise FileNotFoundError(f"{last_path}: nothing to resume")
-        ckpt = load_checkpoint(last_path, with_optimizer=True)
-        state = ckpt.train_state or {}
-        if ckpt.config["training"]["seed"] != config.seed or ckpt.config["preset"] != config.preset:
-            raise ValueError(f"{last_path}: was trained with another seed or preset; cannot resume")
-        model.load_state_dict(ckpt.weights)
-        optimizer_from_tensors(optimizer, ckpt.optimizer_tensors, state["optimizer"])
-        start_epoch, start_step = state["epoch"], state["step"]
-        images_seen, elapsed_before = state["images_seen"], state["elapsed_s"]
-        history, best_val = state["history"], state["best_val_loss"]
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        console.print(f"resuming {last_path} at epoch {start_epoch + 1}, step {start_step}")
+        trainer.resume()
+    return trainer.fit()
 
-    data_summary = {
-        "root": str(Path(config.data).name),
-        "categories": config.categories or "all",
-        "split": f"sha256(key) < {config.val_fraction} → val",
-        "train": train_cache.summary(),
-        "val": val_cache.summary(),
-    }
-    base_config = {
-        "preset": config.preset,
-        "architecture": PRESETS[config.preset].to_dict(),
-        "parameters": count_parameters(model),
-        "gmacs_256": round(count_macs(build_model(config.preset)) / 1e9, 3),
-        "normalization": norm.to_dict(),
-        "boost": list(boost),
-        "category": config.category,
-        "input_size": config.size,
-        "data": data_summary,
-        "training": {**config.to_dict(), "steps_per_epoch": steps_per_epoch, "device": str(device)},
-        "environment": {"torch": torch.__version__, "python": platform.python_version()},
-    }
 
-    def checkpoint_config(metrics: dict | None) -> dict:
-        return {
-            **base_config,
-            "metrics": metrics or {},
-            "images_seen": images_seen,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-
-    def save_last(epoch: int, step: int) -> None:
-        tensors, rest = optimizer_to_tensors(optimizer)
-        state = {
-            "epoch": epoch, "step": step, "images_seen": images_seen,
-            "elapsed_s": elapsed_before + time.perf_counter() - run_start,
-            "history": history, "best_val_loss": best_val, "optimizer": rest,
-            "torch_rng": torch.get_rng_state().tolist(),
-        }  # fmt: skip
-        metrics = history[-1] if history else None
-        save_checkpoint(
-            last_path, Checkpoint(model.state_dict(), checkpoint_config(metrics), state, tensors)
-        )
-
-    def validate() -> dict:
-        model.eval()
-        preds = []
-        with torch.no_grad(), torch.autocast(device.type, amp_dtype, enabled=use_amp):
-            for i in range(0, len(val_L), 16):
-                x = torch.from_numpy(val_L[i : i + 16]).to(
-                    device, memory_format=torch.channels_last
-                )
-                preds.append(model(x).float().cpu().numpy())
-        model.train()
-        pred = np.concatenate(preds)
-        loss = float(np.mean((pred - val_ab) ** 2))
-        scores = score_predictions(val_L, pred, val_ab, norm)
-        return {"val_loss": loss, "gray_loss": float(np.mean(val_ab**2)), **scores}
-
-    # Loop -----------------------------------------------------------------------------------
-    run_start = time.perf_counter()
-    if not history:  # epoch 0: the untrained model, so every curve starts from a reference
-        history.append(
-            {"epoch": 0, "global_step": 0, "images_seen": 0, "train_loss": math.nan, **validate(),
-             "lr": config.lr, "elapsed_s": 0.0, "images_per_s": 0.0}
-        )  # fmt: skip
-    model.train()
-    last_save = time.monotonic()
-    interrupted = False
-    columns = [
-        TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-        BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.5f}"), TextColumn("{task.fields[ips]:.1f} img/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-    ]  # fmt: skip
-    with _StopRequest() as stop, Progress(*columns, console=console, transient=False) as progress:
-        for epoch in range(start_epoch, config.epochs):
-            first = start_step if epoch == start_epoch else 0
-            task = progress.add_task(
-                "train", total=steps_per_epoch, completed=first, epoch=epoch + 1,
-                epochs=config.epochs, loss=float("nan"), ips=0.0,
-            )  # fmt: skip
-            loss_sum, loss_count, epoch_images = 0.0, 0, 0
-            lr = _lr_at(config, epoch * steps_per_epoch + first, total_steps)
-            epoch_start = time.perf_counter()
-            for step, (L_np, ab_np) in enumerate(
-                _batches(sampler, config, epoch, first, steps_per_epoch), start=first
-            ):
-                lr = _lr_at(config, epoch * steps_per_epoch + step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                L = torch.from_numpy(L_np).to(device, memory_format=torch.channels_last)
-                ab = torch.from_numpy(ab_np).to(device, memory_format=torch.channels_last)
-                with torch.autocast(device.type, amp_dtype, enabled=use_amp):
-                    pred = model(L) if class_weights is None else model.logits(L)
-                if class_weights is None:
-                    loss = torch.nn.functional.mse_loss(pred.float(), ab)
-                else:
-                    loss = rebalanced_cross_entropy(pred.float(), ab, class_weights, norm)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                images_seen += len(L_np)
-                epoch_images += len(L_np)
-                loss_sum += float(loss.detach())
-                loss_count += 1
-                ips = epoch_images / max(1e-9, time.perf_counter() - epoch_start)
-                progress.update(task, completed=step + 1, loss=loss_sum / loss_count, ips=ips)
-                out_of_time = (
-                    config.max_minutes is not None
-                    and elapsed_before + time.perf_counter() - run_start > 60 * config.max_minutes
-                )
-                if stop.requested or out_of_time:
-                    save_last(epoch, step + 1)
-                    console.print(f"stopped; checkpoint {last_path} (rerun with --resume)")
-                    interrupted = True
-                    break
-                if time.monotonic() - last_save > 60 * config.checkpoint_minutes:
-                    save_last(epoch, step + 1)
-                    last_save = time.monotonic()
-            if interrupted:
-                break
-            metrics = {
-                "epoch": epoch + 1,
-                "global_step": (epoch + 1) * steps_per_epoch,
-                "images_seen": images_seen,
-                "train_loss": loss_sum / max(1, loss_count),
-                **validate(),
-                "lr": lr,
-                "elapsed_s": elapsed_before + time.perf_counter() - run_start,
-                "images_per_s": epoch_images / max(1e-9, time.perf_counter() - epoch_start),
-            }
-            history.append(metrics)
-            if metrics["val_loss"] < best_val:
-                best_val = metrics["val_loss"]
-                save_checkpoint(
-                    best_path, Checkpoint(model.state_dict(), checkpoint_config(metrics))
-                )
-            save_last(epoch + 1, 0)
-            last_save = time.monotonic()
-            _write_history(run_dir, history)
-            m = metrics
-            console.print(
-                f"epoch {epoch + 1}: train {m['train_loss']:.5f}  val {m['val_loss']:.5f}"
-                f" (gray {m['gray_loss']:.5f})"
-                f"  PSNR {metrics['val_psnr']:.2f} (gray {metrics['gray_psnr']:.2f})"
-                f"  AuC {metrics['val_auc']:.4f} (gray {metrics['gray_auc']:.4f})"
-                f"  {metrics['images_per_s']:.1f} img/s"
-            )
-            if on_epoch:
-                on_epoch(metrics)
-    return TrainResult(
-        run_dir, last_path, best_path if best_path.exists() else None,
-        len(history), interrupted, history,
-    )  # fmt: skip
+def sampling_weights(cache: LabCache) -> np.ndarray:
+    """Per-photo sampling probabilities that keep one source from dominating: within a category,
+    each source's photos share a weight ∝ √(its photo count); each category's total ∝ √(its
+    photo count). (700 photos of one source weigh like 26 photos of 26 sources, not 700.)"""
+    sources = [source_of(key) for key in cache.keys]
+    per_category: dict[str, int] = {}
+    per_source: dict[tuple[str, str], int] = {}
+    for category, source in zip(cache.categories, sources, strict=True):
+        per_category[category] = per_category.get(category, 0) + 1
+        per_source[category, source] = per_source.get((category, source), 0) + 1
+    source_total = {c: 0.0 for c in per_category}
+    for (category, _), n in per_source.items():
+        source_total[category] += math.sqrt(n)
+    weights = np.array([
+        math.sqrt(per_category[c]) / source_total[c] / math.sqrt(per_source[c, s])
+        for c, s in zip(cache.categories, sources, strict=True)
+    ])  # fmt: skip
+    return weights / weights.sum()
 
 
 def load_matching(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
@@ -411,17 +537,6 @@ def load_matching(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> l
     usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)
     return sorted(k for k in own if k not in usable)
-
-
-def rebalanced_cross_entropy(
-    logits: torch.Tensor, ab: torch.Tensor, class_weights: torch.Tensor, norm: Normalization
-) -> torch.Tensor:
-    """Cross-entropy of the ``classes`` head against each pixel's ab class, weighted by rarity."""
-    with torch.no_grad():
-        ab_units = (ab * float(norm.ab_scale)).permute(1, 0, 2, 3).cpu().numpy()
-        target = torch.from_numpy(classes_of(ab_units)).to(logits.device)
-    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none")
-    return (per_pixel * class_weights[target]).mean()
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:

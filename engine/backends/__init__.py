@@ -1,7 +1,10 @@
-"""Inference backends behind one small protocol, created by name.
+"""Inference backends behind one small protocol, created by name with one options object.
 
-A backend takes a float32 batch ``N×1×H×W`` of normalised L and returns ``N×2×H×W`` normalised ab.
-``create_backend("auto", …)`` picks the best one available on this machine.
+A backend takes a float32 batch ``N×1×H×W`` of L and returns ``N×2×H×W`` ab, in the model's own
+units (every model exported since the architecture registry: L 0..100 in, ab in LAB units out).
+``create_backend("auto", …)`` picks the best one available on this machine. What the command line
+or the Python API asks for (size, batch, threads, precision, device) reaches every backend as one
+:class:`BackendOptions`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.backends.options import BackendOptions
 from engine.system import available_cores
 
-__all__ = ["Backend", "BackendError", "available_cores", "create_backend"]
+__all__ = ["Backend", "BackendError", "BackendOptions", "available_cores", "create_backend"]
 
 
 class BackendError(RuntimeError):
@@ -62,7 +66,7 @@ def availability() -> dict[str, str | None]:
     return status
 
 
-def create_backend(name: str, model_path: str, **options: object) -> Backend:
+def create_backend(name: str, model_path: str, options: BackendOptions | None = None) -> Backend:
     """Create backend ``name`` (or the best available for ``auto``) on an ONNX model file."""
     if name == "auto":
         status = availability()
@@ -76,4 +80,4 @@ def create_backend(name: str, model_path: str, **options: object) -> Backend:
     reason = cls.unavailable_reason()
     if reason is not None:
         raise BackendError(f"backend {name!r} cannot run here: {reason}")
-    return cls(model_path, **options)
+    return cls(model_path, options or BackendOptions())

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.backends.options import BackendOptions
+from engine.model_io import IDENTITY_NORMALIZATION, Normalization
 from engine.models import file_sha256, onnx_config
 
 
@@ -33,26 +35,30 @@ class TorchBackend:
     def __init__(
         self,
         model_path: str,
-        threads: int | None = None,
-        device: str | None = None,
-        precision: str | None = None,
+        options: BackendOptions | None = None,
         checkpoint_dirs: list[Path] | None = None,
     ) -> None:
         import torch
 
         from trainer.checkpoint import load_checkpoint
+        from trainer.models import WithNormalization
 
+        self.options = options or BackendOptions()
         config = onnx_config(Path(model_path))
         checkpoint = find_checkpoint(Path(model_path), checkpoint_dirs, config)
+        device = self.options.device
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if threads and self.device.type == "cpu":
-            torch.set_num_threads(threads)
-        self.precision = precision or config.get("precision", "fp32")
+        if self.options.threads and self.device.type == "cpu":
+            torch.set_num_threads(self.options.threads)
+        self.precision = config.get("precision", self.options.precision)
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"the torch backend runs fp32 or fp16 models, not {self.precision}")
         if self.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("torch fp16 needs a CUDA GPU; on a CPU use fp32")
-        model = load_checkpoint(checkpoint).build_model()
+        loaded = load_checkpoint(checkpoint)
+        model = loaded.build_model()
+        if Normalization.from_dict(config.get("normalization", {})) == IDENTITY_NORMALIZATION:
+            model = WithNormalization(model, loaded.normalization)  # as the exported graph
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.checkpoint = checkpoint
         self._torch = torch
@@ -76,6 +82,7 @@ class TorchBackend:
             "device": str(self.device),
             "precision": self.precision,
             "checkpoint": str(self.checkpoint),
+            **self.options.describe(),
         }
 
 

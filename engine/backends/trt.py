@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.backends.options import BackendOptions
+
 
 def _cudart():
     try:
@@ -81,7 +83,7 @@ class TrtBackend:
 
     @staticmethod
     def unavailable_reason() -> str | None:
-        from export.tensorrt import TensorRTError, load_runtime
+        from engine.tensorrt import TensorRTError, load_runtime
 
         try:
             load_runtime()
@@ -99,15 +101,16 @@ class TrtBackend:
             return "no NVIDIA GPU found"
         return None
 
-    def __init__(
-        self, model_path: str, threads: int | None = None, batch: int = 8, max_batch: int = 32
-    ) -> None:
+    def __init__(self, model_path: str, options: BackendOptions | None = None) -> None:
         from engine.models import read_model_config
-        from export.tensorrt import BuildOptions, build_engine, load_runtime
+        from engine.tensorrt import BuildOptions, build_engine, load_runtime
 
-        size = read_model_config(Path(model_path)).input_size
+        self.options = options or BackendOptions()
+        size = self.options.size or read_model_config(Path(model_path)).input_size
+        batch, max_batch = self.options.batch, self.options.max_batch
+        self.options = self.options.replace(size=size)
         self.runtime_name, module = load_runtime()
-        options = BuildOptions(batch=batch, max_batch=max_batch, size=size)
+        options = BuildOptions(batch=min(batch, max_batch), max_batch=max_batch, size=size)
         report = build_engine(model_path, None, self.runtime_name, options)
         runtime = module.Runtime(module.Logger(module.Logger.ERROR))
         engine = runtime.deserialize_cuda_engine(report.plan.read_bytes())
@@ -144,5 +147,5 @@ class TrtBackend:
             "backend": self.name,
             "runtime": f"{self.runtime_name} {self.version}",
             "plan": str(self.plan),
-            "max_batch": self.max_batch,
+            **self.options.describe(),
         }

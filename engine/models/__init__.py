@@ -2,17 +2,28 @@
 
 ``manifest.json`` beside this file lists every shipped ONNX model (name, category, file, sha256,
 training summary, evaluation figures). A file's sha256 is checked when it is loaded.
+
+What is shipped and what is made: the package ships each model once, in float32 (its weights
+stored as float16, :mod:`engine.models.weights`). Its FP16 and INT8 variants are *made on first
+use* into the user cache (``$XDG_CACHE_HOME/colorization-engine/variants``), each with a sidecar
+JSON holding its sha256 (checked at every load) and its measured accuracy against float32. The
+engine's library does not make them itself (the converters live in ``export``/``calibration``):
+a builder is registered with :func:`set_variant_builder` — the CLI registers
+``export.variants.build_variant`` — and without one a missing variant is a
+:class:`VariantMissingError` that says how to make it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from engine.color import Normalization
+from engine.model_io import Normalization
+from engine.system import cache_dir
 
 MODELS_DIR = Path(__file__).parent
 MANIFEST = MODELS_DIR / "manifest.json"
@@ -22,6 +33,42 @@ METADATA_KEY = "colorization"
 
 class ModelError(ValueError):
     """A model cannot be found, read or trusted; the message is one line for the user."""
+
+
+class VariantMissingError(ModelError):
+    """A shipped model's FP16/INT8 variant has not been made yet (and no builder is set)."""
+
+    def __init__(self, base: ModelSpec, precision: str) -> None:
+        self.base, self.precision = base, precision
+        super().__init__(
+            f"the {precision} variant of {base.name} is made on first use and is not in the cache "
+            f"yet: run `engine models --make {base.name} --precision {precision}` (engine colorize "
+            "makes it by itself)"
+        )
+
+
+VariantBuilder = Callable[["ModelSpec", str, Path], "ModelSpec"]
+"""(base model, precision, target file) → the made variant; see :func:`set_variant_builder`."""
+_variant_builder: VariantBuilder | None = None
+
+
+def set_variant_builder(builder: VariantBuilder | None) -> None:
+    """Make missing FP16/INT8 variants with ``builder`` (None: :class:`VariantMissingError`)."""
+    global _variant_builder
+    _variant_builder = builder
+
+
+def variant_path(base: ModelSpec, precision: str) -> Path:
+    """Where the ``precision`` variant of a shipped model is cached (keyed by the base's sha256)."""
+    return cache_dir("variants") / f"{base.name}-{(base.sha256 or '')[:12]}-{precision}.onnx"
+
+
+def variant_record(path: Path) -> dict | None:
+    """The sidecar JSON of a cached variant (None when there is none or it is unreadable)."""
+    try:
+        return json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -100,8 +147,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 def resolve_model(spec: str | Path | None = None, precision: str = "fp32") -> ModelSpec:
     """``None`` → the default model; a shipped name; a category (its default model); a path.
 
-    With ``precision`` other than fp32, a shipped model resolves to its variant of that precision
-    (manifest ``base`` + ``precision``); a path is taken as it is.
+    With ``precision`` other than fp32, a shipped model resolves to its variant of that precision:
+    one the manifest lists (``base`` + ``precision``), else the cached one made on first use
+    (made now by the registered builder, or :class:`VariantMissingError`); a path is taken as it is.
     """
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
@@ -111,10 +159,21 @@ def resolve_model(spec: str | Path | None = None, precision: str = "fp32") -> Mo
     for info in shipped_models():
         if info.summary.get("base") == base.name and info.summary.get("precision") == precision:
             return ModelSpec(info.path, info.name, info.sha256)
-    raise ModelError(
-        f"no {precision} variant of {base.name} is shipped; make one with `engine export "
-        f"{precision} MODEL.onnx` and pass it with --model"
-    )
+    return cached_variant(base, precision)
+
+
+def cached_variant(base: ModelSpec, precision: str) -> ModelSpec:
+    """The cached ``precision`` variant of ``base``, made first when missing and a builder is set.
+
+    A cached file whose sha256 differs from its sidecar's is made again (or refused)."""
+    path = variant_path(base, precision)
+    record = variant_record(path)
+    name = f"{base.name}-{precision}"
+    if record and path.is_file() and file_sha256(path) == record.get("sha256"):
+        return ModelSpec(path, name, record["sha256"])
+    if _variant_builder is None:
+        raise VariantMissingError(base, precision)
+    return _variant_builder(base, precision, path)
 
 
 def _resolve_base(spec: str | Path | None) -> ModelSpec:

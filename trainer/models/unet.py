@@ -20,15 +20,15 @@ with the class centres), so its exported graph has the same input and output as 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from engine.color import SEED_NORMALIZATION
+from engine.model_io import SEED_NORMALIZATION
+from trainer.models.heads import decode_classes, register_class_buffers
 
 _L_SCALE, _L_SHIFT = SEED_NORMALIZATION.l_scale, SEED_NORMALIZATION.l_shift
-_MASK_SLOPE = 1000.0
-"""Logit penalty per L unit outside a class's allowed range (half a unit out: −500, i.e. gone)."""
 
 
 def _conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
@@ -76,6 +76,11 @@ class UNetConfig:
     """Annealed-mean temperature of the ``classes`` head."""
 
     @property
+    def input_multiple(self) -> int:
+        """H and W must be multiples of this."""
+        return 2**self.depth
+
+    @property
     def depth(self) -> int:
         """Number of 2× downsamplings; H and W must be divisible by ``2**depth``."""
         return len(self.widths) - 1
@@ -88,17 +93,13 @@ class UNetConfig:
         return cls(**{**data, "widths": tuple(data["widths"])})
 
 
-PRESETS: dict[str, UNetConfig] = {
-    "seed": UNetConfig(widths=(32, 64, 128), bottleneck_res_blocks=1),
-    "vivid": UNetConfig(widths=(32, 64, 128), bottleneck_res_blocks=1, head="classes"),
-}
-"""Named architectures. ``seed`` is the paper's Table I (1,002,306 parameters)."""
-
-
 class UNet(nn.Module):
     """Encoder–decoder with skip connections; stages are named as in the module docstring."""
 
-    def __init__(self, config: UNetConfig = PRESETS["seed"]) -> None:
+    logit_stride: ClassVar[int] = 1
+    """The ``classes`` head's logits are at full resolution."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()) -> None:
         super().__init__()
         if len(config.widths) < 2:
             raise ValueError("a U-Net needs at least one encoder stage and a bottleneck")
@@ -120,14 +121,8 @@ class UNet(nn.Module):
             self.ups.append(nn.ConvTranspose2d(deeper, width, kernel_size=2, stride=2))
             self.decoders.append(ConvBlock(2 * width, width))
         if config.head == "classes":
-            from trainer.bins import allowed_l_range, bin_centres
-
-            centres = torch.from_numpy(bin_centres() / 128.0)  # normalised ab (SEED ab scale)
-            self.head = nn.Conv2d(widths[0], len(centres), kernel_size=1)
-            self.register_buffer("decode_weight", centres.T.reshape(2, -1, 1, 1).contiguous())
-            low, high = (torch.from_numpy(v).reshape(1, -1, 1, 1) for v in allowed_l_range())
-            self.register_buffer("l_low", low - 0.5, persistent=False)  # L rounds to a level
-            self.register_buffer("l_high", high + 0.5, persistent=False)
+            classes = register_class_buffers(self, SEED_NORMALIZATION.ab_scale)
+            self.head = nn.Conv2d(widths[0], classes, kernel_size=1)
         elif config.head == "regression":
             self.head = nn.Conv2d(widths[0], config.out_channels, kernel_size=1)
         else:
@@ -137,15 +132,8 @@ class UNet(nn.Module):
         """Normalised L → normalised ab (decoded from the classes for a ``classes`` head)."""
         if self.config.head == "regression":
             return torch.tanh(self.head(self.features(x)))
-        # Classes that are no sRGB colour at the pixel's L are pushed out: their allowed L range
-        # is one interval, so the penalty is plain broadcast arithmetic (channels-first, fast).
         L = torch.clamp((x + _L_SHIFT) * _L_SCALE, 0, 100)
-        outside = torch.relu(self.l_low - L) + torch.relu(L - self.l_high)
-        scores = (self.logits(x) - _MASK_SLOPE * outside) / self.config.temperature
-        # softmax over the classes, written out: ONNX Runtime's Softmax on axis 1 of a 4-D tensor
-        # transposes and runs about 6× slower than the whole network
-        weights = torch.exp(scores - scores.amax(dim=1, keepdim=True))
-        return nn.functional.conv2d(weights, self.decode_weight) / weights.sum(dim=1, keepdim=True)
+        return decode_classes(self, self.logits(x), L, self.config.temperature)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The ``classes`` head's raw scores ``N×Q×H×W`` (what training's cross-entropy sees)."""
@@ -172,45 +160,3 @@ class UNet(nn.Module):
             + [f"{kind}.{i}" for i in range(n) for kind in ("ups", "decoders")]
             + ["head"]
         )
-
-
-def build_model(preset: str | UNetConfig = "seed") -> UNet:
-    """Create a U-Net from a preset name or a config."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        preset = PRESETS[preset]
-    return UNet(preset)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameter count."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def count_macs(model: UNet, height: int = 256, width: int = 256) -> int:
-    """Multiply-accumulates of one forward pass on an ``height×width`` image (convolutions only)."""
-    macs = 0
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.ConvTranspose2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            macs += inputs[0].numel() // inputs[0].shape[0] * module.out_channels * k
-        elif isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            macs += output.numel() // output.shape[0] * module.in_channels * k
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
-    ]
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        model(torch.zeros(1, model.config.in_channels, height, width))
-    model.train(was_training)
-    for handle in handles:
-        handle.remove()
-    return macs

@@ -1,0 +1,116 @@
+"""``engine models``: the shipped models, their figures, and their variants made on first use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.cli.app import app
+
+
+@app.command("models")
+def models_command(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the manifest entries as JSON.")
+    ] = False,
+    make: Annotated[
+        str | None,
+        typer.Option(
+            "--make",
+            help="Make (or check) the --precision variant of this shipped model now, into the user cache, instead of on its first use.",
+        ),
+    ] = None,
+    precision: Annotated[str, typer.Option(help="With --make: fp16 or int8.")] = "int8",
+) -> None:
+    """List the shipped models with their evaluation figures and their FP16/INT8 variants (made on first use into the user cache)."""
+    from engine.clitools import fail
+    from engine.models import (
+        ModelError,
+        auto_table,
+        default_model_name,
+        resolve_model,
+        shipped_models,
+        variant_path,
+        variant_record,
+    )
+
+    if make is not None:
+        try:
+            spec = resolve_model(make, precision)
+        except ModelError as exc:
+            fail(str(exc))
+        record = variant_record(spec.path) or {}
+        accuracy = record.get("accuracy_vs_fp32", {})
+        print_line = f"{spec.name}: {spec.path}"
+        if accuracy:
+            print_line += f" (RGB PSNR vs fp32 {accuracy['psnr_vs_fp32']:.1f} dB)"
+        Console().print(print_line, highlight=False, soft_wrap=True)
+        return
+    models = shipped_models()
+    default = default_model_name()
+
+    def variants(name: str, sha256: str) -> dict:
+        from engine.models import ModelSpec
+
+        base = ModelSpec(Path(), name, sha256)
+        return {
+            p: ("cached" if variant_record(variant_path(base, p)) else "made on first use")
+            for p in ("fp16", "int8")
+        }
+
+    if as_json:
+        entries = [
+            {"name": m.name, "category": m.category, "file": str(m.path), "sha256": m.sha256,
+             "default": m.name == default, "variants": variants(m.name, m.sha256), **m.summary}
+            for m in models
+        ]  # fmt: skip
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    table = Table(title="shipped models (figures: validation photos never trained on, no boost)")
+    for column in (
+        "name",
+        "category",
+        "params",
+        "size",
+        "boost",
+        "PSNR",
+        "gray PSNR",
+        "AuC",
+        "gray AuC",
+        "hue",
+        "fp16 / int8",
+    ):
+        table.add_column(column)
+    for m in models:
+        figures = m.summary.get("evaluation", {}).get("no boost", {})
+        model_fig, gray_fig = figures.get("model", {}), figures.get("gray", {})
+
+        def fmt(d: dict, key: str, digits: int) -> str:
+            return f"{d[key]:.{digits}f}" if key in d else "-"
+
+        table.add_row(
+            m.name + (" (default)" if m.name == default else ""), m.category,
+            f"{m.summary.get('parameters', 0):,}", str(m.summary.get("input_size", "")),
+            ",".join(str(b) for b in m.summary.get("boost", [])),
+            fmt(model_fig, "psnr", 2), fmt(gray_fig, "psnr", 2),
+            fmt(model_fig, "auc", 4), fmt(gray_fig, "auc", 4), fmt(model_fig, "hue", 3),
+            " / ".join("cached" if v == "cached" else "-" for v in variants(m.name, m.sha256).values()),
+        )  # fmt: skip
+    Console().print(table)
+    Console().print(
+        "fp16 / int8: '-' = made once, on first use of --precision, into the user cache; "
+        "`engine models --make NAME --precision int8` makes one now.",
+        highlight=False,
+    )
+    try:
+        table_auto, _ = auto_table()
+    except ModelError:
+        return
+    Console().print(
+        "--model auto: " + ", ".join(f"{c} → {m}" for c, m in table_auto.items()), highlight=False
+    )
