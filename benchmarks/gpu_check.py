@@ -116,7 +116,7 @@ def _tensorrt(reference: Colorizer, probe: np.ndarray) -> dict:
     """TensorRT: the runtime found, an FP16 build, and — where it can run — parity and images/s."""
     from engine.backends import BackendError
     from engine.models import resolve_model
-    from export.tensorrt import BuildOptions, TensorRTError, build_engine, load_runtime
+    from engine.tensorrt import BuildOptions, TensorRTError, build_engine, load_runtime
 
     try:
         name, module = load_runtime()
