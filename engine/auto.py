@@ -66,10 +66,11 @@ class AutoColorizer:
         recipe = recipe or ColorizerRecipe(model="auto")
         table, classifier_sha256 = auto_table()
         self.classifier = CategoryClassifier(sha256=classifier_sha256)
-        self.models = {
-            category: Colorizer(name, recipe.backend, boost=recipe.boost, options=recipe.options)
-            for category, name in table.items()
+        built = {  # one colorizer per model, however many categories it serves
+            name: Colorizer(name, recipe.backend, boost=recipe.boost, options=recipe.options)
+            for name in dict.fromkeys(table.values())
         }
+        self.models = {category: built[name] for category, name in table.items()}
         missing = set(self.classifier.categories) - set(self.models)
         if missing:
             raise ModelError(f"the auto table names no model for {', '.join(sorted(missing))}")

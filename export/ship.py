@@ -18,8 +18,10 @@ from trainer.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "trainer" / "checkpoints"
-DEFAULT_MODEL = "vivid-general"
-AUTO_MODELS = {"general": "vivid-general", "landscape": "vivid-landscape", "people": "vivid-people"}
+DEFAULT_MODEL = "effunet-general"
+AUTO_MODELS = {c: "effunet-general" for c in ("general", "landscape", "people")}
+"""``--model auto``: every category goes to effunet-general, which beats the vivid category models
+on their own categories (MODELS.md); the classifier stays for category models that win."""
 FAMILIES = ("seed", "vivid", "effunet")
 OPEN_DATA = "openly licensed photos only (trainer fetch-data; ../shared/data/train)"
 RESEARCH_DATA = (

@@ -143,7 +143,9 @@ def tiny_registered():
 
 
 def test_a_new_architecture_trains_exports_and_passes_parity_with_no_other_change(
-    tiny_registered, twenty_photos, tmp_path  # noqa: F811
+    tiny_registered,
+    twenty_photos,  # noqa: F811
+    tmp_path,
 ):
     result = train(_config(twenty_photos, tmp_path / "run", preset="tiny-test", epochs=1))
     assert np.isfinite(result.history[-1]["train_loss"])
@@ -154,7 +156,8 @@ def test_a_new_architecture_trains_exports_and_passes_parity_with_no_other_chang
 
 
 def test_effunet_two_epochs_on_twenty_photos_lower_the_validation_loss(
-    twenty_photos, tmp_path  # noqa: F811
+    twenty_photos,  # noqa: F811
+    tmp_path,
 ):
     config = _config(twenty_photos, tmp_path / "eff", preset="effunet", epochs=2, epoch_size=64,
                      pretrained=False, lr=1e-3)  # fmt: skip

@@ -190,9 +190,11 @@ def _resolve_base(spec: str | Path | None) -> ModelSpec:
         info = variants[text]
         return ModelSpec(info.path, info.name, info.sha256)
     category = [m for m in models if m.category == text]
-    if category:  # the category's model of the default model's family (vivid-, seed-)
-        family = (default_model_name() or "").split("-")[0] + "-"
-        info = next((m for m in category if m.name.startswith(family)), category[0])
+    if category:  # the default family's model of that category, else the default model
+        default = default_model_name() or ""
+        family = default.split("-")[0] + "-"
+        info = next((m for m in category if m.name.startswith(family)), None)
+        info = info or by_name.get(default) or category[0]
         return ModelSpec(info.path, info.name, info.sha256)
     path = Path(text)
     if path.suffix.lower() == ".onnx" or path.exists():
