@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.io import ImageError, discover, read_image
-from engine.model_io import SEED_NORMALIZATION, Normalization, image_model_input
+from engine.model_io import IDENTITY_NORMALIZATION, Normalization, image_model_input
 
 
 @dataclass
@@ -44,9 +44,10 @@ def build_set(
     folder: Path | str,
     count: int = 64,
     size: int = 256,
-    norm: Normalization = SEED_NORMALIZATION,
+    norm: Normalization = IDENTITY_NORMALIZATION,
 ) -> CalibrationSet:
-    """The calibration set of ``folder``: ``count`` photos, ``size``² model inputs."""
+    """The calibration set of ``folder``: ``count`` photos, ``size``² model inputs in the model's
+    normalisation (``norm``: the identity of every graph that carries its own)."""
     folder = Path(folder)
     jobs = discover([folder])
     ranked = sorted(jobs, key=lambda j: hashlib.sha256(j.relative.as_posix().encode()).hexdigest())

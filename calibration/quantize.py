@@ -20,6 +20,8 @@ model's sha256, the set's sha256 and the method, so a second export skips calibr
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from onnxruntime.quantization import (
 
 from calibration.dataset import CalibrationSet
 from engine.models import file_sha256
+from engine.models.weights import expand_half, has_half_weights
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -123,24 +126,42 @@ def quantize_int8(
     cache.parent.mkdir(parents=True, exist_ok=True)
     symmetric = flavour == "trt"
     tmp = out.with_name(f".{out.name}.tmp")
-    quantize_static(
-        str(model),
-        str(tmp),
-        None if hit else _SetReader(calib, input_name),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        nodes_to_exclude=float_nodes(onnx.load(str(model))),
-        calibrate_method=METHODS[method],
-        extra_options={
-            "ActivationSymmetric": symmetric,
-            "WeightSymmetric": True,
-            "CalibPercentile": percentile,
-            # TensorRT refuses DequantizeLinear of an int32 (quantized) bias: keep biases float.
-            "QuantizeBias": not symmetric,
-        },
-        calibration_cache_path=str(cache),
-    )
+    with _float32_weights(model, out) as (source, graph):
+        quantize_static(
+            str(source),
+            str(tmp),
+            None if hit else _SetReader(calib, input_name),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=float_nodes(graph),
+            calibrate_method=METHODS[method],
+            extra_options={
+                "ActivationSymmetric": symmetric,
+                "WeightSymmetric": True,
+                "CalibPercentile": percentile,
+                # TensorRT refuses DequantizeLinear of an int32 (quantized) bias: keep biases float.
+                "QuantizeBias": not symmetric,
+            },
+            calibration_cache_path=str(cache),
+        )
     tmp.replace(out)
     return QuantizeReport(out, cache, hit, tag, flavour)
+
+
+@contextlib.contextmanager
+def _float32_weights(model: Path, beside: Path) -> Iterator[tuple[Path, onnx.ModelProto]]:
+    """``model`` itself, or a temporary float32 copy when its weights are stored as float16
+    (``engine.models.weights``): the quantizer wants weights as float32 initializers."""
+    graph = onnx.load(str(model))
+    if not has_half_weights(graph):
+        yield model, graph
+        return
+    copy = beside.with_name(f".{beside.name}.fp32.onnx")
+    graph = expand_half(graph)
+    onnx.save(graph, str(copy))
+    try:
+        yield copy, graph
+    finally:
+        copy.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ from calibration.dataset import CalibrationSet
 from calibration.quantize import quantize_int8
 from engine.colorizer import Colorizer
 from engine.models import file_sha256, metadata_config, set_metadata_config
+from engine.models.weights import expand_half
 from trainer.metrics import psnr
 
 FP32_RULE = ("Tanh",)
@@ -62,7 +63,7 @@ def convert_fp16(model_path: Path | str, out: Path | str) -> Path:
     """Write the FP16 graph of an FP32 model (float32 input/output)."""
     from onnxconverter_common import float16
 
-    model = onnx.load(str(model_path))
+    model = expand_half(onnx.load(str(model_path)))  # float16-stored weights: float32 again
     config = metadata_config(model)
     with warnings.catch_warnings():  # tiny weights truncated to fp16's range: expected
         warnings.simplefilter("ignore", UserWarning)

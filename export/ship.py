@@ -92,6 +92,11 @@ RECIPES = {
 }
 
 
+def _sources(config: dict) -> list[str]:
+    data = config.get("data", {})
+    return data.get("sources") or data.get("roots") or []
+
+
 def model_entry(path: Path, models_dir: Path) -> dict:
     """Export one checkpoint to ONNX (with the parity check) and describe it for the manifest."""
     ckpt = load_checkpoint(path)
@@ -114,7 +119,7 @@ def model_entry(path: Path, models_dir: Path) -> dict:
         "boost": config["boost"],
         "training": {
             "photos": config["data"]["train"],
-            "data": RESEARCH_DATA if "extra" in config["data"].get("roots", []) else OPEN_DATA,
+            "data": RESEARCH_DATA if "extra" in _sources(config) else OPEN_DATA,
             "images_seen_last_phase": config["images_seen"],
             "device": config.get("training", {}).get("device", "cpu"),
             "recipe": RECIPES[config["preset"]],

@@ -14,6 +14,20 @@ DATA = Path(__file__).parent / "data"
 PHOTOS = DATA / "photos"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory):
+    """The tests' own user cache (variants made on first use, TensorRT plans): never ~/.cache."""
+    import os
+
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """``slow`` tests (minutes: the soak, a 300-megapixel scan) run only with ``-m slow``."""
     if "slow" in (config.getoption("-m") or ""):

@@ -52,7 +52,8 @@ def test_auto_on_the_command_line_logs_the_model_of_each_photo(tmp_path):
     assert summary["model"] == "auto" and summary["done"] == len(photo_paths())
     records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
     used = {r["model"] for r in records}
-    assert used <= set(auto_table()[0].values()) and len(used) >= 2
+    models_in_table = set(auto_table()[0].values())  # today one model serves every category
+    assert used <= models_in_table and len(used) >= min(2, len(models_in_table))
 
 
 class _Recording:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage.color import deltaE_cie76, rgb2lab
 
-from engine import color
+from engine import color, model_io
 from trainer.metrics import psnr
 
 
@@ -83,19 +83,19 @@ def test_unsupported_inputs_say_what_was_expected():
 
 def test_normalisation_is_the_papers_and_inverts():
     L = np.array([0.0, 50.0, 100.0], np.float32)
-    np.testing.assert_allclose(color.normalize_l(L), [-1.0, 0.0, 1.0])
-    np.testing.assert_allclose(color.denormalize_l(color.normalize_l(L)), L, atol=1e-5)
+    np.testing.assert_allclose(model_io.normalize_l(L), [-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(model_io.denormalize_l(model_io.normalize_l(L)), L, atol=1e-5)
     ab = np.array([-128.0, 0.0, 64.0], np.float32)
-    np.testing.assert_allclose(color.normalize_ab(ab), [-1.0, 0.0, 0.5])
-    np.testing.assert_allclose(color.denormalize_ab(color.normalize_ab(ab)), ab)
+    np.testing.assert_allclose(model_io.normalize_ab(ab), [-1.0, 0.0, 0.5])
+    np.testing.assert_allclose(model_io.denormalize_ab(model_io.normalize_ab(ab)), ab)
 
 
 def test_model_input_shape_and_range(photos):
     L = color.luminance(photos[3])
-    x = color.model_input(L, 64)
+    x = model_io.model_input(L, 64)
     assert x.shape == (1, 64, 64) and x.dtype == np.float32
     assert x.min() >= -1.0 and x.max() <= 1.0
-    assert color.model_input(L, (32, 48)).shape == (1, 32, 48)
+    assert model_io.model_input(L, (32, 48)).shape == (1, 32, 48)
 
 
 def test_fit_long_side_never_enlarges_and_rounds():
@@ -108,14 +108,14 @@ def test_fit_long_side_never_enlarges_and_rounds():
 def test_merging_own_ab_reproduces_the_image(photos):
     for bgr in photos:
         lab = color.bgr_to_lab(bgr)
-        ab_norm = color.normalize_ab(np.transpose(lab[..., 1:], (2, 0, 1)))
-        out = color.colorize_output(lab[..., 0], ab_norm)
+        ab_norm = model_io.normalize_ab(np.transpose(lab[..., 1:], (2, 0, 1)))
+        out = model_io.colorize_output(lab[..., 0], ab_norm)
         assert psnr(out, bgr) > 45
 
 
 def test_boost_scales_per_channel_and_clamps():
     ab = np.array([[[10.0, -20.0], [100.0, -100.0]]], np.float32)
-    out = color.boost_ab(ab, (2.0, 1.5))
+    out = model_io.boost_ab(ab, (2.0, 1.5))
     np.testing.assert_allclose(out[0, 0], [20.0, -30.0])
     np.testing.assert_allclose(out[0, 1], [color.AB_LIMIT, -color.AB_LIMIT])
     assert np.array_equal(ab[0, 1], [100.0, -100.0])  # input untouched
@@ -126,8 +126,8 @@ def test_colorized_output_keeps_the_input_luminance(photos):
     for bgr in photos:
         lab = color.bgr_to_lab(bgr)
         small_ab = cv2.resize(lab[..., 1:], (32, 32), interpolation=cv2.INTER_AREA)
-        prediction = color.normalize_ab(np.transpose(small_ab, (2, 0, 1)))
-        out = color.colorize_output(lab[..., 0], prediction, boost=(2.0, 2.0))
+        prediction = model_io.normalize_ab(np.transpose(small_ab, (2, 0, 1)))
+        out = model_io.colorize_output(lab[..., 0], prediction, boost=(2.0, 2.0))
         delta_levels = np.abs(color.luminance(out) - lab[..., 0]) * 255 / 100
         assert delta_levels.mean() <= 0.5
 
@@ -146,7 +146,7 @@ def test_fit_to_gamut_keeps_l_and_only_shrinks_chroma():
 
 def test_upsample_ab_and_merge_shapes():
     ab = np.zeros((2, 8, 8), np.float32)
-    up = color.upsample_ab(ab, (30, 20))
+    up = model_io.upsample_ab(ab, (30, 20))
     assert up.shape == (30, 20, 2)
     with pytest.raises(ValueError, match="upsample ab first"):
         color.merge_l_ab(np.zeros((10, 10), np.float32), up)

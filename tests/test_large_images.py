@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.large_image import measure
-from engine import color
+from engine import color, model_io
 from engine.cli import app
 from engine.memory import BYTES_PER_PIXEL_IN_FLIGHT, MemoryBudget, image_cost
 from engine.pipeline import RunOptions, run
@@ -30,12 +30,12 @@ def _gray(width: int, height: int) -> np.ndarray:
 
 def test_strip_wise_model_input_matches_the_whole_image_one():
     small = _gray(1000, 700)  # under 4× the input size: exactly the same computation
-    expected = color.model_input(color.luminance(small), 256)
-    assert np.array_equal(color.image_model_input(small, 256), expected)
+    expected = model_io.model_input(color.luminance(small), 256)
+    assert np.array_equal(model_io.image_model_input(small, 256), expected)
     for width, height in ((3000, 2000), (20000, 900)):  # reduced by whole factors first
         image = _gray(width, height)
-        whole = color.model_input(color.luminance(image), 256)
-        strips = color.image_model_input(image, 256)
+        whole = model_io.model_input(color.luminance(image), 256)
+        strips = model_io.image_model_input(image, 256)
         assert np.abs(whole - strips).mean() < 2e-3  # of a range of 2
         assert np.abs(whole - strips).max() < 0.06
 
@@ -44,8 +44,8 @@ def test_strip_wise_model_input_matches_the_whole_image_one():
 def test_output_from_pixels_equals_output_from_l(dtype):
     image = _gray(640, 430).astype(dtype) * (257 if dtype == np.uint16 else 1)
     ab = np.random.default_rng(0).normal(0, 0.25, (2, 256, 256)).astype(np.float32)
-    from_l = color.colorize_output(color.luminance(image), ab, boost=(1.4, 1.4), dtype=dtype)
-    from_pixels = color.colorize_output(image, ab, boost=(1.4, 1.4), dtype=dtype)
+    from_l = model_io.colorize_output(color.luminance(image), ab, boost=(1.4, 1.4), dtype=dtype)
+    from_pixels = model_io.colorize_output(image, ab, boost=(1.4, 1.4), dtype=dtype)
     assert np.array_equal(from_l, from_pixels)
 
 
@@ -53,7 +53,7 @@ def test_tiled_upsampling_is_bilinear_like_opencv():
     small = np.random.default_rng(1).normal(0, 1, (256, 256, 2)).astype(np.float32)
     for height, width in ((108, 192), (2000, 3000), (517, 771)):
         reference = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-        rows, weights = color._linear_rows(256, height)
+        rows, weights = model_io._linear_rows(256, height)
         wide = cv2.resize(small, (width, 256), interpolation=cv2.INTER_LINEAR)
         ours = wide[rows[:, 0]] * (1 - weights[:, None, None])
         ours += wide[rows[:, 1]] * weights[:, None, None]

@@ -46,6 +46,7 @@ def test_rarity_weights_favour_rare_colours_and_average_one():
 
 
 def test_vivid_model_outputs_ab_through_the_annealed_mean():
+    torch.manual_seed(0)  # a pixel right at a level's rounding edge may differ more: fix the draw
     model = build_model("vivid").eval()
     assert count_parameters(model) - count_parameters(build_model("seed")) == 32 * 220 + 220
     x = torch.rand(2, 1, 32, 48) * 2 - 1  # normalised L

@@ -9,6 +9,7 @@ only the photos of ``split`` are written (the validation photos stay behind).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,9 @@ import cv2
 
 from engine.color import fit_long_side
 from trainer.data import Photo, scan_folders, select
+
+PACK_RECORD = "PACK.json"
+"""Written into a pack: the names of the folders its photos came from (for the model card)."""
 
 
 def _pack_one(photo: Photo, out: Path, max_side: int, quality: int) -> int:
@@ -50,7 +54,19 @@ def pack(
     photos = select(scan_folders(roots), split, val_fraction)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         sizes = list(pool.map(lambda p: _pack_one(p, Path(out), max_side, quality), photos))
+    record = Path(out) / PACK_RECORD
+    sources = json.loads(record.read_text())["sources"] if record.is_file() else []
+    sources += [Path(r).resolve().name for r in roots if Path(r).resolve().name not in sources]
+    record.write_text(json.dumps({"sources": sources}) + "\n")
     return sum(1 for s in sizes if s), sum(sizes)
+
+
+def data_sources(root: Path) -> list[str]:
+    """The photo folders a data folder stands for: a pack's sources, or the folder's own name."""
+    record = Path(root) / PACK_RECORD
+    if record.is_file():
+        return list(json.loads(record.read_text())["sources"])
+    return [Path(root).resolve().name]
 
 
 def pretrained_init(preset: str, out: Path, half: bool = True) -> Path:

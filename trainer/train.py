@@ -56,6 +56,7 @@ from trainer.models import (
     count_parameters,
     preset_spec,
 )
+from trainer.pack import data_sources
 
 METRIC_COLUMNS = [
     "epoch", "global_step", "images_seen", "train_loss", "val_loss", "gray_loss", "val_psnr",
@@ -299,6 +300,7 @@ class Trainer:
             "input_size": config.size if config.input_size is None else config.input_size,
             "data": {
                 "roots": [Path(r).name for r in config.data_roots],
+                "sources": [s for r in config.data_roots for s in data_sources(r)],
                 "categories": config.categories or "all",
                 "split": f"sha256(key) < {config.val_fraction} → val",
                 "sampling": "balanced by category and source" if config.balance else "uniform",

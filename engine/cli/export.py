@@ -88,9 +88,11 @@ def export_int8_command(
 ) -> None:
     """INT8 Q/DQ graph calibrated on real photos, and its accuracy against FP32."""
     from calibration.dataset import build_set
+    from engine.models import read_model_config
 
     def convert() -> Path:
-        calibration_set = build_set(calib, count, size=_model_size(model))
+        config = read_model_config(model)
+        calibration_set = build_set(calib, count, config.input_size, config.normalization)
         console.print(
             f"calibration set: {len(calibration_set)} photos, sha256 {calibration_set.sha256[:16]}…"
         )
@@ -155,12 +157,6 @@ def _export_module(name: str):
 
 def _precision():
     return _export_module("precision")
-
-
-def _model_size(model: Path) -> int:
-    from engine.models import read_model_config
-
-    return read_model_config(model).input_size
 
 
 def _convert_and_compare(model: Path, out: Path, convert) -> None:
