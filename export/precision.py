@@ -93,6 +93,10 @@ def convert_int8(
         model_path, out, calib, cache_dir, method, flavour, percentile=percentile
     )
     model = onnx.load(str(report.path))
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [i for i in model.graph.initializer if i.name not in used]  # the quantizer's leftovers
+    for initializer in unused:
+        model.graph.initializer.remove(initializer)
     config = metadata_config(onnx.load(str(model_path)))
     set_metadata_config(
         model,

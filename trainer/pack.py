@@ -52,6 +52,7 @@ def pack(
 ) -> tuple[int, int]:
     """Write the packed copy; returns (photos written, bytes)."""
     photos = select(scan_folders(roots), split, val_fraction)
+    Path(out).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         sizes = list(pool.map(lambda p: _pack_one(p, Path(out), max_side, quality), photos))
     record = Path(out) / PACK_RECORD

@@ -62,6 +62,7 @@ class OrtBackend:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads or available_cores()
         options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # ONNX Runtime's warnings are not the user's business
         # Idle ORT threads sleep instead of spinning: the pipeline's decode/encode threads need
         # those cycles (+6% end to end on 2 cores; ORT alone is unchanged).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -21,14 +21,18 @@ def _build_quietly(base: ModelSpec, precision: str, target: Path) -> ModelSpec:
         highlight=False,
         soft_wrap=True,
     )
+    import onnxruntime as ort
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)  # the quantizer's sessions: no C++ warnings on the console
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             spec = build_variant(base, precision, target)
     finally:
         root.setLevel(level)
+        ort.set_default_logger_severity(2)  # ONNX Runtime's default: warnings
     record = target.with_suffix(".json")
     console.print(f"made {target.name} (record: {record.name})", highlight=False, soft_wrap=True)
     return spec
