@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.backends import BackendOptions
-from engine.colorizer import Colorizer, ColorizerProtocol
+from engine.colorizer import Colorizer
+from engine.interfaces import ColorizerProtocol
 from engine.model_io import Normalization, image_model_input
 from engine.models import METADATA_KEY, MODELS_DIR, ModelError, auto_table, file_sha256
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -20,38 +19,6 @@ from engine.models import (
     resolve_model,
     verify,
 )
-
-
-class ColorizerProtocol(Protocol):
-    """What the file pipeline (``engine.pipeline.run``) and the Ray stages need of a colorizer:
-    :class:`Colorizer` (one model) and ``engine.auto.AutoColorizer`` (a model per photo) both
-    satisfy it. ``route`` names the model a photo goes to (None: the only one); ``infer`` and
-    ``postprocess`` take that route, so photos are batched per model."""
-
-    size: int
-
-    def preprocess(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def route(self, pixels: np.ndarray) -> str | None: ...
-
-    def infer(self, batch: np.ndarray, route: str | None = None) -> np.ndarray: ...
-
-    def postprocess(
-        self,
-        source: np.ndarray,
-        ab: np.ndarray,
-        dtype: np.dtype,
-        alpha: np.ndarray | None = None,
-        route: str | None = None,
-    ) -> np.ndarray: ...
-
-    def model_name(self, route: str | None = None) -> str: ...
-
-    def colorize_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
-
-    def colorize(self, image: np.ndarray) -> np.ndarray: ...
-
-    def describe(self) -> dict: ...
 
 
 class Colorizer:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.color import bgr_to_lab, is_grayscale
+from engine.interfaces import ColorizerProtocol
 from engine.io import (
     ALPHA_FORMATS,
     EIGHT_BIT_ONLY,
@@ -182,7 +183,7 @@ def read_job(job: Job, options: RunOptions):
 
 
 def prepare_image(
-    colorizer, job: Job, target: Path, options: RunOptions, cost: int = 0
+    colorizer: ColorizerProtocol, job: Job, target: Path, options: RunOptions, cost: int = 0
 ) -> PreparedImage:
     """Decode stage: read ``job``'s file and make its model input (and route, for ``auto``).
 
@@ -202,7 +203,9 @@ def prepare_image(
     )  # fmt: skip
 
 
-def write_image(colorizer, item: PreparedImage, ab: np.ndarray, options: RunOptions) -> None:
+def write_image(
+    colorizer: ColorizerProtocol, item: PreparedImage, ab: np.ndarray, options: RunOptions
+) -> None:
     """Write stage: ``item``'s pixels and predicted ``ab`` → its output file, atomically.
 
     Adds the ``postprocess`` and ``encode`` seconds to ``item.stage_seconds``. The colorizer's
@@ -220,7 +223,9 @@ def write_image(colorizer, item: PreparedImage, ab: np.ndarray, options: RunOpti
     item.stage_seconds["encode"] = time.perf_counter() - t1
 
 
-def written_result(colorizer, item: PreparedImage, error: BaseException | None) -> FileResult:
+def written_result(
+    colorizer: ColorizerProtocol, item: PreparedImage, error: BaseException | None
+) -> FileResult:
     """The record of ``item`` after its write stage ended with ``error`` (None: written)."""
     seconds = round(time.time() - item.started, 4)
     if error is None:
@@ -346,7 +351,7 @@ def start_run(
 
 
 def run(
-    colorizer,
+    colorizer: ColorizerProtocol,
     inputs: Sequence[str | Path],
     options: RunOptions,
     on_start: Callable[[int], None] | None = None,

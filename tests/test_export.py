@@ -74,8 +74,10 @@ def test_manifest_lists_verified_models_with_figures():
     bases = {f"{f}-{c}" for f in ("seed", "vivid") for c in ("general", "landscape", "people")}
     assert {m.name for m in shipped} == bases | {"effunet-general"}  # variants: made on use
     assert models.default_model_name() == "effunet-general"
+    gray = np.full((40, 56), 120, np.uint8)
     for info in shipped:
         models.verify(models.resolve_model(info.name))
+        assert Colorizer(info.name).colorize(gray).shape == (40, 56, 3)  # every listed model runs
         figures = info.summary["evaluation"]["no boost"]
         if info.name.startswith("seed-"):  # MSE: closer than gray, but muted
             assert figures["model"]["psnr"] > figures["gray"]["psnr"]
