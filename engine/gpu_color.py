@@ -1,0 +1,161 @@
+"""The colour pipeline in torch, for batches that stay on the GPU from pixels to the colour output.
+
+The twins of :mod:`engine.color` and :mod:`engine.model_io` for the torch path (issue: a
+GPU-resident ``--backend torch``): sRGB ↔ linear, luminance (L), LAB ↔ linear BGR, the sRGB gamut
+test and fit (chroma scaled down, L and hue kept), the model input (area reduction to the model's
+size) and the output (ab upsampled bilinearly, boosted, merged with the photo's full-resolution L,
+fitted, encoded). The constants are :mod:`engine.color`'s own, so the definitions cannot drift;
+``tests/test_gpu_color.py`` checks each function against the numpy one on CPU tensors (bounds
+stated there). Images are ``N×H×W`` (gray) or ``N×H×W×3`` (BGR), any device; torch is imported
+here only, and only the torch path imports this module.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from engine.color import (
+    _D65_WHITE,
+    _GAMUT_STEPS,
+    _GAMUT_TOLERANCE,
+    _TABLE_HUES,
+    _TABLE_L_STEPS,
+    _XYZ_TO_LINEAR_BGR,
+    _Y_FROM_LINEAR_BGR,
+    AB_LIMIT,
+    L_MAX,
+    _max_chroma_table,
+)
+
+PEAKS = {torch.uint8: 255.0, torch.int16: 32767.0, torch.int32: 65535.0}
+"""Sample peak per tensor dtype (16-bit samples travel as int32: torch has no general uint16)."""
+
+
+def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """Integer samples (uint8, or 16-bit in int32) or floats in 0..1 → float32 in 0..1."""
+    if pixels.is_floating_point():
+        return pixels.float()
+    return pixels.float() / PEAKS[pixels.dtype]
+
+
+def srgb_to_linear(unit: torch.Tensor) -> torch.Tensor:
+    """sRGB-encoded values in 0..1 → linear light (IEC 61966-2-1)."""
+    return torch.where(unit <= 0.04045, unit / 12.92, ((unit + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
+    """Linear light → sRGB-encoded values (negative values give 0)."""
+    linear = linear.clamp_min(0)
+    return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def _l_from_y(Y: torch.Tensor) -> torch.Tensor:
+    return torch.where(Y > 0.008856, 116 * Y.clamp_min(0) ** (1 / 3) - 16, 903.3 * Y)
+
+
+def luminance(pixels: torch.Tensor) -> torch.Tensor:
+    """L (0..100, float32 ``N×H×W``) of gray ``N×H×W`` or BGR ``N×H×W×3`` pixels."""
+    linear = srgb_to_linear(to_unit(pixels))
+    if linear.ndim == 3:  # gray: R = G = B, so Y is the linear value itself
+        return _l_from_y(linear)
+    weights = torch.as_tensor(_Y_FROM_LINEAR_BGR, device=linear.device)
+    return _l_from_y(linear @ weights)
+
+
+def _matrix(device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(_XYZ_TO_LINEAR_BGR, device=device)
+
+
+def lab_to_linear_bgr(lab: torch.Tensor) -> torch.Tensor:
+    """LAB ``…×3`` → linear BGR ``…×3`` without clipping (out-of-gamut values leave 0..1)."""
+    fy = (lab[..., 0] + 16) / 116
+    f = torch.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], dim=-1)
+    delta = 6 / 29
+    xyz = torch.where(f > delta, f**3, 3 * delta**2 * (f - 4 / 29))
+    xyz = xyz * torch.as_tensor(_D65_WHITE, device=lab.device)
+    return xyz @ _matrix(lab.device).T
+
+
+def linear_bgr_to_lab(linear: torch.Tensor) -> torch.Tensor:
+    """Linear BGR ``…×3`` (0..1) → LAB ``…×3``: the inverse of :func:`lab_to_linear_bgr`."""
+    xyz = linear @ torch.linalg.inv(_matrix(linear.device)).T
+    xyz = xyz / torch.as_tensor(_D65_WHITE, device=linear.device)
+    delta = 6 / 29
+    f = torch.where(xyz > delta**3, xyz.clamp_min(0) ** (1 / 3), xyz / (3 * delta**2) + 4 / 29)
+    L = torch.where(xyz[..., 1] > 0.008856, 116 * f[..., 1] - 16, 903.3 * xyz[..., 1])
+    return torch.stack([L, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], dim=-1)
+
+
+def _outside(linear: torch.Tensor, tolerance: float = _GAMUT_TOLERANCE) -> torch.Tensor:
+    return ((linear < -tolerance) | (linear > 1 + tolerance)).any(dim=-1)
+
+
+def out_of_gamut(lab: torch.Tensor, tolerance: float = _GAMUT_TOLERANCE) -> torch.Tensor:
+    """Mask of LAB pixels (``…×3`` → ``…``) that no sRGB colour has."""
+    return _outside(lab_to_linear_bgr(lab), tolerance)
+
+
+def _table_scale(lab: torch.Tensor) -> torch.Tensor:
+    """Chroma scale (≤ 1) from the numpy module's conservative table of the gamut's edge per
+    (L, hue) cell: the same first step as ``engine.color.fit_to_gamut``."""
+    table = torch.as_tensor(_max_chroma_table(), device=lab.device)
+    a, b = lab[..., 1], lab[..., 2]
+    chroma = torch.hypot(a, b).clamp_min(1e-6)
+    hue = torch.remainder(torch.atan2(b, a), 2 * torch.pi)
+    hue_index = (hue * (_TABLE_HUES / (2 * torch.pi)) + 0.5).long() % _TABLE_HUES
+    l_index = (lab[..., 0] * (_TABLE_L_STEPS / L_MAX) + 0.5).long().clamp(0, _TABLE_L_STEPS)
+    return torch.clamp(table[l_index, hue_index] / chroma, max=1.0)
+
+
+def _scaled(lab: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return torch.cat([lab[..., :1], lab[..., 1:] * scale[..., None]], dim=-1)
+
+
+def fit_to_gamut(lab: torch.Tensor, steps: int = _GAMUT_STEPS) -> torch.Tensor:
+    """Scale down the chroma of out-of-gamut pixels until they fit sRGB; L and hue unchanged.
+
+    As ``engine.color.fit_to_gamut``: the table of the gamut's edge gives each pixel its scale at
+    once (near white the in-gamut chroma along a hue is not one interval, so a plain bisection
+    from gray can stop at a much duller colour); the pixels the table does not settle are
+    bisected, ``steps`` times, every pixel at once (branch-free work for a GPU).
+    """
+    outside = out_of_gamut(lab)
+    fitted = torch.where(outside[..., None], _scaled(lab, _table_scale(lab)), lab)
+    still = out_of_gamut(fitted)
+    low = (~still).float()  # a scale known to fit: 1 where settled, 0 (gray) where not
+    high = torch.ones_like(low)
+    for _ in range(steps):
+        mid = (low + high) / 2
+        fits = ~out_of_gamut(_scaled(fitted, mid))
+        low = torch.where(fits, mid, low)
+        high = torch.where(fits, high, mid)
+    return _scaled(fitted, low)
+
+
+def model_input(L: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Full-resolution L ``N×H×W`` → the model's input ``N×1×h×w`` (area when shrinking,
+    bilinear when enlarging, as ``engine.color.resize_plane``)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    x = L[:, None]
+    if h * w < x.shape[-2] * x.shape[-1]:
+        return F.interpolate(x, size=(h, w), mode="area")
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def colorize_output(
+    pixels: torch.Tensor,
+    ab: torch.Tensor,
+    boost: tuple[float, float] = (1.0, 1.0),
+    peak: float = 255.0,
+) -> torch.Tensor:
+    """Pixels ``N×H×W[×3]`` and predicted ab ``N×2×h×w`` (LAB units) → BGR ``N×H×W×3`` with
+    samples 0..``peak`` (float; round or cast as the output needs). ab is boosted and clamped at the
+    model's size, upsampled bilinearly, merged with the pixels' own L and fitted into the gamut."""
+    factors = torch.tensor(boost, device=ab.device, dtype=torch.float32).view(1, 2, 1, 1)
+    small = (ab.float() * factors).clamp(-AB_LIMIT, AB_LIMIT)
+    size = pixels.shape[1:3]
+    wide = F.interpolate(small, size=size, mode="bilinear", align_corners=False)
+    lab = torch.cat([luminance(pixels)[..., None], wide.permute(0, 2, 3, 1)], dim=-1)
+    linear = lab_to_linear_bgr(fit_to_gamut(lab)).clamp(0, 1)
+    return linear_to_srgb(linear) * peak
