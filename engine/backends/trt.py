@@ -7,16 +7,22 @@ two execution contexts, each with its own stream and buffers, take alternate chu
 that one chunk's copies overlap the other's compute.
 
 Not yet run on a GPU in this project (the lent H100/H200 have no TensorRT, and TensorRT for RTX
-does not run on them): the no-GPU, no-driver and no-TensorRT paths are tested; the rest is not.
+does not run on them): the no-GPU, no-driver and no-TensorRT paths are tested, and the buffer,
+stream and double-buffering code runs in the default tests against a stand-in CUDA runtime and
+execution context (``tests/test_trt_slots.py``). Buffers and streams are freed by :meth:`close`
+(also on garbage collection); a refused input shape and a plan that does not load are one-line
+:class:`~engine.backends.BackendError` messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from pathlib import Path
 
 import numpy as np
 
+from engine.backends import BackendError
 from engine.backends.options import BackendOptions
 
 
@@ -46,15 +52,29 @@ class _Slot:
         self.stream = _check(cudart.cudaStreamCreate())
         self.names = names
         self.shapes = ((max_batch, 1, size, size), (max_batch, 2, size, size))
-        self.host, self.device = [], []
+        self.host, self.device, self._pinned = [], [], []
         for shape in self.shapes:
             nbytes = int(np.prod(shape)) * 4
             pointer = _check(cudart.cudaMallocHost(nbytes))
+            self._pinned.append(pointer)
             array = np.ctypeslib.as_array(
                 ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape
             )
             self.host.append(array)
             self.device.append(_check(cudart.cudaMalloc(nbytes)))
+
+    def close(self) -> None:
+        """Free the pinned and device buffers and the stream (once; later calls do nothing)."""
+        if self.stream is None:
+            return
+        cudart = _cudart()
+        self.host = []
+        for pointer in self._pinned:
+            _check(cudart.cudaFreeHost(pointer))
+        for pointer in self.device:
+            _check(cudart.cudaFree(pointer))
+        _check(cudart.cudaStreamDestroy(self.stream))
+        self._pinned, self.device, self.stream = [], [], None
 
     def submit(self, chunk: np.ndarray) -> None:
         cudart = _cudart()
@@ -65,11 +85,16 @@ class _Slot:
         kind = cudart.cudaMemcpyKind
         _check(cudart.cudaMemcpyAsync(self.device[0], self.host[0].ctypes.data, in_bytes,
                                       kind.cudaMemcpyHostToDevice, self.stream))  # fmt: skip
-        self.context.set_input_shape(self.names[0], chunk.shape)
+        if not self.context.set_input_shape(self.names[0], chunk.shape):
+            raise BackendError(
+                f"TensorRT refused input shape {tuple(chunk.shape)} for '{self.names[0]}' "
+                f"(the plan's profile takes batches up to {self.shapes[0][0]} of "
+                f"{self.shapes[0][2]}x{self.shapes[0][3]})"
+            )
         self.context.set_tensor_address(self.names[0], self.device[0])
         self.context.set_tensor_address(self.names[1], self.device[1])
         if not self.context.execute_async_v3(self.stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
+            raise BackendError("TensorRT could not run the batch (execute_async_v3 failed)")
         _check(cudart.cudaMemcpyAsync(self.host[1].ctypes.data, self.device[1], out_bytes,
                                       kind.cudaMemcpyDeviceToHost, self.stream))  # fmt: skip
 
@@ -119,7 +144,7 @@ class TrtBackend:
             report = build_engine(model_path, None, self.runtime_name, options)
             engine = runtime.deserialize_cuda_engine(report.plan.read_bytes())
         if engine is None:
-            raise RuntimeError(f"{report.plan}: TensorRT cannot load the engine it just built")
+            raise BackendError(f"{report.plan}: TensorRT cannot load the plan it just built")
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == module.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -141,6 +166,16 @@ class TrtBackend:
         if pending is not None:
             results.append(pending.collect())
         return np.concatenate(results)
+
+    def close(self) -> None:
+        """Free both slots' buffers and streams (the backend cannot run afterwards)."""
+        for slot in getattr(self, "slots", []):
+            slot.close()
+        self.slots = []
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at exit the CUDA runtime may be gone already
+            self.close()
 
     def describe(self) -> dict:
         return {
