@@ -1,6 +1,6 @@
 """TensorRT backend: a cached engine run with the named-tensor API on an NVIDIA GPU.
 
-The plan comes from ``export.tensorrt.build_engine`` (the user cache, keyed by model, runtime, GPU,
+The plan comes from ``engine.tensorrt.build_engine`` (the user cache, keyed by model, runtime, GPU,
 precision and profile; a stale or mismatched plan is rebuilt, one that fails to deserialize is
 rebuilt once). Buffers are pinned host memory and device memory from ``cuda-python`` (no torch);
 two execution contexts, each with its own stream and buffers, take alternate chunks of a batch so
