@@ -82,13 +82,17 @@ def _gpu() -> dict:
 
 
 def engine_key(model: Path, runtime: str, module: ModuleType, options: BuildOptions) -> dict:
-    """Everything a plan depends on; a cached plan is used only when its key is equal."""
+    """Everything a plan depends on; a cached plan is used only when its key is equal.
+
+    A TensorRT plan is made for one GPU (its name and compute capability are in the key); a
+    TensorRT for RTX plan is not (its kernels are compiled on the device when it runs, into the
+    runtime cache), so a plan built on a machine without a GPU is reused where one is."""
     config = onnx_config(model)
     return {
         "onnx_sha256": file_sha256(model),
         "runtime": runtime,
         "runtime_version": module.__version__,
-        "gpu": _gpu(),
+        "gpu": {"name": None, "cc": None} if runtime == "tensorrt-rtx" else _gpu(),
         "precision": config.get("precision", "fp32"),
         "calibration": config.get("calibration"),
         "profile": {"min": [1, 1, options.size, options.size],
@@ -126,8 +130,31 @@ def _cached(plan: Path, key: dict) -> str | None:
     return None
 
 
+def error_logger(module: ModuleType):
+    """A TensorRT logger that prints nothing and keeps the errors (``.errors``), so that a failed
+    build says why in our one line instead of "failed" alone or TensorRT's own log lines."""
+
+    class ErrorLog(module.ILogger):
+        def __init__(self) -> None:
+            module.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, message) -> None:
+            if severity in (module.ILogger.ERROR, module.ILogger.INTERNAL_ERROR):
+                self.errors.append(" ".join(str(message).split()))
+
+    return ErrorLog()
+
+
+def timing_cache_path(module: ModuleType) -> Path:
+    """The builder's timing cache: per TensorRT version and GPU (timings are the GPU's own)."""
+    gpu = _gpu()
+    sm = f"-sm{gpu['cc'].replace('.', '')}" if gpu["cc"] else ""
+    return cache_dir() / f"timing-{module.__version__}{sm}.cache"
+
+
 def _build(model: Path, module: ModuleType, runtime: str, options: BuildOptions) -> bytes:
-    logger = module.Logger(module.Logger.INTERNAL_ERROR)  # errors are reported by us, one line
+    logger = error_logger(module)
     builder = module.Builder(logger)
     flags = 0
     strongly_typed = getattr(module.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -151,14 +178,19 @@ def _build(model: Path, module: ModuleType, runtime: str, options: BuildOptions)
     config.add_optimization_profile(profile)
     timing_file = None
     if runtime == "tensorrt":  # TensorRT for RTX has no timing cache (it tunes on the device)
-        timing_file = cache_dir() / f"timing-{module.__version__}.cache"
+        timing_file = timing_cache_path(module)
         data = timing_file.read_bytes() if timing_file.exists() else b""
-        config.set_timing_cache(config.create_timing_cache(data), False)
+        # a cache from another TensorRT or GPU is ignored rather than refused
+        config.set_timing_cache(config.create_timing_cache(data), True)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise TensorRTError(f"{model}: {runtime} {module.__version__} failed to build an engine")
-    if timing_file is not None:
-        write_atomic(timing_file, bytes(memoryview(config.get_timing_cache().serialize())))
+        why = logger.errors[-1] if logger.errors else "no reason given"
+        raise TensorRTError(
+            f"{model}: {runtime} {module.__version__} failed to build an engine: {why}"
+        )
+    timing = config.get_timing_cache() if timing_file is not None else None
+    if timing is not None:
+        write_atomic(timing_file, bytes(memoryview(timing.serialize())))
     return bytes(memoryview(plan))
 
 

@@ -16,11 +16,15 @@ PHOTOS = DATA / "photos"
 
 @pytest.fixture(scope="session", autouse=True)
 def _user_cache(tmp_path_factory):
-    """The tests' own user cache (variants made on first use, TensorRT plans): never ~/.cache."""
+    """The tests' own user cache (variants made on first use, TensorRT plans): never ~/.cache.
+    Variants are made on first use as the CLI makes them, whichever test runs first."""
     import os
+
+    from engine.cli.variants import enable_variant_building
 
     previous = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    enable_variant_building()
     yield
     if previous is None:
         os.environ.pop("XDG_CACHE_HOME", None)

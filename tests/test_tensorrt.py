@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import pytest
 
@@ -54,3 +55,27 @@ def test_bad_options_and_runtimes_are_clear_errors(tmp_path):
         BuildOptions(batch=8, max_batch=4)
     with pytest.raises(TensorRTError, match="unknown runtime"):
         build_engine(resolve_model(None).path, tmp_path / "x.plan", "tensorflow")
+
+
+def test_a_failed_build_says_why_in_one_line(tmp_path):
+    no_workspace = BuildOptions(batch=1, max_batch=2, size=64, workspace_mb=0)
+    with pytest.raises(TensorRTError, match=r"failed to build an engine: .*workspace") as info:
+        build_engine(resolve_model("seed-general").path, tmp_path / "x.plan", "tensorrt-rtx",
+                     no_workspace)  # fmt: skip
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "x.plan").exists()
+
+
+def test_an_rtx_plan_built_without_a_gpu_is_reused_where_one_is(tmp_path, monkeypatch):
+    from engine import tensorrt
+
+    plan = tmp_path / "rtx.plan"
+    model = resolve_model("seed-general").path
+    monkeypatch.setattr(tensorrt, "gpu_info", lambda: [])
+    assert not build_engine(model, plan, "tensorrt-rtx", SMALL).cache_hit
+    rtx3060 = {"name": "NVIDIA GeForce RTX 3060", "compute_capability": "8.6"}
+    monkeypatch.setattr(tensorrt, "gpu_info", lambda: [rtx3060])
+    assert build_engine(model, plan, "tensorrt-rtx", SMALL).cache_hit  # kernels: JIT on device
+    assert tensorrt.timing_cache_path(types.SimpleNamespace(__version__="10.9")).name == (
+        "timing-10.9-sm86.cache"  # TensorRT's own builder: its timings are the GPU's
+    )
