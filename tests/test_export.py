@@ -221,12 +221,21 @@ def test_gpu_providers_are_asked_for_first_with_caches(tmp_path):
     from engine.backends.ort import select_providers
 
     assert select_providers(["CPUExecutionProvider"], tmp_path) == ["CPUExecutionProvider"]
-    chosen = select_providers(
-        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], tmp_path
-    )
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    # onnxruntime-gpu lists TensorRT even without its libraries: then it is not asked for
+    assert select_providers(gpu, tmp_path, tensorrt_present=False) == [
+        ("CUDAExecutionProvider", {}), "CPUExecutionProvider",
+    ]  # fmt: skip
+    chosen = select_providers(gpu, tmp_path, tensorrt_present=True)
     assert [c[0] if isinstance(c, tuple) else c for c in chosen] == [
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",
     ]  # fmt: skip
+    from engine.backends.ort import fallback_note
+
+    assert fallback_note(chosen, ["TensorrtExecutionProvider", "CPUExecutionProvider"]) is None
+    assert fallback_note(chosen, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == (
+        "asked for TensorrtExecutionProvider, fell back to CUDAExecutionProvider"
+    )
     trt_options = chosen[0][1]
     assert trt_options["trt_engine_cache_enable"] and trt_options["trt_engine_cache_path"] == str(
         tmp_path

@@ -8,6 +8,7 @@ really loaded is in ``describe()`` and ``engine info``.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,29 @@ from engine.system import available_cores, cache_dir
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
-def select_providers(available: list[str], cache: Path) -> list:
-    """Providers to ask for, best first, with their options (the CPU always last)."""
+def tensorrt_libraries_present() -> bool:
+    """Whether TensorRT's libraries can be found: onnxruntime-gpu lists its TensorRT provider
+    whether or not they are installed, and a session asking for it without them logs an "EP
+    Error" and falls back."""
+    import ctypes.util
+    import importlib.util
+
+    return bool(
+        ctypes.util.find_library("nvinfer")
+        or importlib.util.find_spec("tensorrt_libs")
+        or importlib.util.find_spec("tensorrt")
+    )
+
+
+def select_providers(
+    available: list[str], cache: Path, tensorrt_present: bool | None = None
+) -> list:
+    """Providers to ask for, best first, with their options (the CPU always last). TensorRT is
+    asked for only where its libraries are present (``tensorrt_present``: None = look)."""
     chosen: list = []
-    if "TensorrtExecutionProvider" in available:
+    if tensorrt_present is None and "TensorrtExecutionProvider" in available:
+        tensorrt_present = tensorrt_libraries_present()
+    if "TensorrtExecutionProvider" in available and tensorrt_present:
         chosen.append(
             (
                 "TensorrtExecutionProvider",
@@ -73,7 +93,12 @@ class OrtBackend:
         providers = select_providers(available, cache_dir("ort-trt"))
         if len(providers) > 1:
             cache_dir("ort-trt").mkdir(parents=True, exist_ok=True)
+            preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu ≥ 1.21: CUDA/cuDNN
+            if preload is not None:  # from the nvidia-* wheels, before the first GPU session
+                with contextlib.suppress(Exception):
+                    preload()
         self.session = ort.InferenceSession(str(model_path), options, providers=providers)
+        self.fallback = fallback_note(providers, self.session.get_providers())
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.on_gpu = self.session.get_providers()[0] in GPU_PROVIDERS
@@ -96,8 +121,18 @@ class OrtBackend:
             "runtime": f"onnxruntime {ort.__version__}",
             "providers": self.session.get_providers(),
             "threads": self.threads,
+            **({"fallback": self.fallback} if self.fallback else {}),
             **self.options.describe(),
         }
+
+
+def fallback_note(asked: list, loaded: list[str]) -> str | None:
+    """None when the session runs on the first provider asked for, else which one it fell back to
+    (TensorRT → CUDA is not "CPU")."""
+    first = asked[0] if isinstance(asked[0], str) else asked[0][0]
+    if loaded and loaded[0] == first:
+        return None
+    return f"asked for {first}, fell back to {loaded[0] if loaded else 'nothing'}"
 
 
 def working_providers() -> dict[str, str]:
@@ -119,7 +154,10 @@ def working_providers() -> dict[str, str]:
             fallback = [] if provider == "CPUExecutionProvider" else ["CPUExecutionProvider"]
             session = ort.InferenceSession(model, providers=[provider, *fallback])
             loaded = session.get_providers()[0] == provider
-            status[provider] = "works" if loaded else "listed, but the session fell back to CPU"
+            ran_on = session.get_providers()[0]
+            status[provider] = (
+                "works" if loaded else f"listed, but the session fell back to {ran_on}"
+            )
         except Exception as exc:  # a provider whose libraries are missing raises here
             status[provider] = f"fails: {str(exc).splitlines()[0][:120]}"
     return status
