@@ -81,6 +81,11 @@ def _gpu() -> dict:
     return {"name": first.get("name"), "cc": first.get("compute_capability")}
 
 
+def _sm_suffix(gpu: dict) -> str:
+    """``-sm86`` for a GPU of compute capability 8.6; empty without one."""
+    return f"-sm{gpu['cc'].replace('.', '')}" if gpu["cc"] else ""
+
+
 def engine_key(model: Path, runtime: str, module: ModuleType, options: BuildOptions) -> dict:
     """Everything a plan depends on; a cached plan is used only when its key is equal.
 
@@ -108,9 +113,7 @@ def default_plan_path(key: dict) -> Path:
         f"{key['onnx_sha256'][:16]}-{key['runtime']}-{key['runtime_version']}-{key['precision']}"
         f"-b{p['opt'][0]}-{p['max'][0]}-s{p['opt'][2]}"
     )
-    if key["gpu"]["cc"]:
-        name += f"-sm{key['gpu']['cc'].replace('.', '')}"
-    return cache_dir() / f"{name}.plan"
+    return cache_dir() / f"{name}{_sm_suffix(key['gpu'])}.plan"
 
 
 def _cached(plan: Path, key: dict) -> str | None:
@@ -148,9 +151,7 @@ def error_logger(module: ModuleType):
 
 def timing_cache_path(module: ModuleType) -> Path:
     """The builder's timing cache: per TensorRT version and GPU (timings are the GPU's own)."""
-    gpu = _gpu()
-    sm = f"-sm{gpu['cc'].replace('.', '')}" if gpu["cc"] else ""
-    return cache_dir() / f"timing-{module.__version__}{sm}.cache"
+    return cache_dir() / f"timing-{module.__version__}{_sm_suffix(_gpu())}.cache"
 
 
 def _build(model: Path, module: ModuleType, runtime: str, options: BuildOptions) -> bytes:

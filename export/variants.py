@@ -1,9 +1,9 @@
 """FP16 and INT8 variants of the shipped models, made on first use into the user cache.
 
 :func:`build_variant` is the builder the CLI registers with ``engine.models.set_variant_builder``:
-from the shipped float32 model (its float16-stored weights expanded) it makes the FP16 graph
-(``export.precision.convert_fp16``) or the INT8 Q/DQ graph calibrated on the package's own
-photos (``calibration/photos``), measures it against float32 on the parity photos, refuses it
+from the shipped float32 model (the converters expand its float16-stored weights) it makes the
+FP16 graph (``export.precision.convert_fp16``) or the INT8 Q/DQ graph calibrated on the package's
+own photos (``calibration/photos``), measures it against float32 on the parity photos, refuses it
 below ``MIN_PSNR_VS_FP32`` and writes it atomically with a sidecar JSON (sha256, accuracy,
 calibration), which ``engine.models`` checks at every load.
 """
@@ -16,11 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import onnx
-
 from engine.model_io import SEED_NORMALIZATION, Normalization
 from engine.models import ModelError, ModelSpec, file_sha256, onnx_config
-from engine.models.weights import expand_half
+from engine.outputs import write_atomic
 
 CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "calibration" / "photos"
 PARITY_PHOTOS = Path(__file__).with_name("parity_photos")
@@ -33,9 +31,9 @@ def calibration_count(config: dict) -> int:
     """Photos to calibrate on: 8 for a classes head at full resolution (ONNX Runtime's
     calibrator keeps every 222-channel tensor of every photo, ≈ 350 MB each at 256²), else 16."""
     architecture = config.get("architecture", {})
-    full_res_classes = architecture.get("head") == "classes" and architecture.get(
-        "name", "unet"
-    ) == "unet"
+    full_res_classes = (
+        architecture.get("head") == "classes" and architecture.get("name", "unet") == "unet"
+    )
     return 8 if full_res_classes else 16
 
 
@@ -52,18 +50,16 @@ def build_variant(base: ModelSpec, precision: str, target: Path) -> ModelSpec:
     norm = Normalization.from_dict(config.get("normalization", SEED_NORMALIZATION.to_dict()))
     record: dict = {"base": base.name, "base_sha256": base.sha256, "precision": precision}
     with tempfile.TemporaryDirectory(prefix="variant-", dir=target.parent) as work:
-        fp32 = Path(work) / "fp32.onnx"
-        onnx.save(expand_half(onnx.load(str(base.path))), str(fp32))
         made = Path(work) / "variant.onnx"
         if precision == "fp16":
-            convert_fp16(fp32, made)
+            convert_fp16(base.path, made)
         else:
             calib = build_set(CALIBRATION_PHOTOS, count=calibration_count(config), norm=norm)
-            convert_int8(fp32, made, calib, Path(work) / "ranges", "percentile")
+            convert_int8(base.path, made, calib, Path(work) / "ranges", "percentile")
             record["calibration"] = {
                 "method": "percentile 99.9", "photos": len(calib), "set_sha256": calib.sha256,
             }  # fmt: skip
-        accuracy = compare(made, fp32, sorted(PARITY_PHOTOS.glob("*.jpg")))
+        accuracy = compare(made, base.path, sorted(PARITY_PHOTOS.glob("*.jpg")))
         record["accuracy_vs_fp32"] = accuracy.to_dict()
         if accuracy.psnr_vs_fp32 < MIN_PSNR_VS_FP32[precision]:
             raise ModelError(
@@ -73,10 +69,5 @@ def build_variant(base: ModelSpec, precision: str, target: Path) -> ModelSpec:
         record["sha256"] = file_sha256(made)
         record["seconds"] = round(time.perf_counter() - started, 1)
         os.replace(made, target)
-    sidecar = target.with_suffix(".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, sidecar)
+    write_atomic(target.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode())
     return ModelSpec(target, f"{base.name}-{precision}", record["sha256"])
-
-

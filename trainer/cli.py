@@ -172,7 +172,7 @@ def train_command(
     if size % 4:
         fail(f"--size {size}: must be divisible by 4")
     config = TrainConfig(
-        data=data[0] if len(data) == 1 else list(data), out=out, preset=preset, categories=category or None,
+        data=list(data), out=out, preset=preset, categories=category or None,
         category=label or (category[0] if category and len(category) == 1 else "general"),
         epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
         weight_decay=weight_decay, size=size, epoch_size=epoch_size, val_fraction=val_fraction,

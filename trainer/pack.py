@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 
 from engine.color import fit_long_side
+from engine.outputs import write_atomic
 from trainer.data import Photo, scan_folders, select
 
 PACK_RECORD = "PACK.json"
@@ -32,13 +33,10 @@ def _pack_one(photo: Photo, out: Path, max_side: int, quality: int) -> int:
     if (h, w) != image.shape[:2]:
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     target = out / photo.category / Path(photo.key).with_suffix(".jpg")
-    target.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         return 0
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, target)
+    write_atomic(target, data.tobytes())
     return len(data)
 
 
@@ -55,19 +53,20 @@ def pack(
     Path(out).mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         sizes = list(pool.map(lambda p: _pack_one(p, Path(out), max_side, quality), photos))
-    record = Path(out) / PACK_RECORD
-    sources = json.loads(record.read_text())["sources"] if record.is_file() else []
+    sources = _recorded_sources(Path(out)) or []
     sources += [Path(r).resolve().name for r in roots if Path(r).resolve().name not in sources]
-    record.write_text(json.dumps({"sources": sources}) + "\n")
+    write_atomic(Path(out) / PACK_RECORD, (json.dumps({"sources": sources}) + "\n").encode())
     return sum(1 for s in sizes if s), sum(sizes)
+
+
+def _recorded_sources(folder: Path) -> list[str] | None:
+    record = Path(folder) / PACK_RECORD
+    return list(json.loads(record.read_text())["sources"]) if record.is_file() else None
 
 
 def data_sources(root: Path) -> list[str]:
     """The photo folders a data folder stands for: a pack's sources, or the folder's own name."""
-    record = Path(root) / PACK_RECORD
-    if record.is_file():
-        return list(json.loads(record.read_text())["sources"])
-    return [Path(root).resolve().name]
+    return _recorded_sources(root) or [Path(root).resolve().name]
 
 
 def pretrained_init(preset: str, out: Path, half: bool = True) -> Path:

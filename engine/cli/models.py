@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,8 +34,8 @@ def models_command(
         default_model_name,
         resolve_model,
         shipped_models,
-        variant_path,
         variant_record,
+        verified_variant,
     )
 
     if make is not None:
@@ -54,19 +53,16 @@ def models_command(
     models = shipped_models()
     default = default_model_name()
 
-    def variants(name: str, sha256: str) -> dict:
-        from engine.models import ModelSpec
-
-        base = ModelSpec(Path(), name, sha256)
+    def variants(info) -> dict:
         return {
-            p: ("cached" if variant_record(variant_path(base, p)) else "made on first use")
+            p: "cached" if verified_variant(info, p) else "made on first use"
             for p in ("fp16", "int8")
         }
 
     if as_json:
         entries = [
             {"name": m.name, "category": m.category, "file": str(m.path), "sha256": m.sha256,
-             "default": m.name == default, "variants": variants(m.name, m.sha256), **m.summary}
+             "default": m.name == default, "variants": variants(m), **m.summary}
             for m in models
         ]  # fmt: skip
         typer.echo(json.dumps(entries, indent=2))
@@ -99,7 +95,7 @@ def models_command(
             ",".join(str(b) for b in m.summary.get("boost", [])),
             fmt(model_fig, "psnr", 2), fmt(gray_fig, "psnr", 2),
             fmt(model_fig, "auc", 4), fmt(gray_fig, "auc", 4), fmt(model_fig, "hue", 3),
-            " / ".join("cached" if v == "cached" else "-" for v in variants(m.name, m.sha256).values()),
+            " / ".join("cached" if v == "cached" else "-" for v in variants(m).values()),
         )  # fmt: skip
     Console().print(table)
     Console().print(

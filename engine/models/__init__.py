@@ -58,7 +58,7 @@ def set_variant_builder(builder: VariantBuilder | None) -> None:
     _variant_builder = builder
 
 
-def variant_path(base: ModelSpec, precision: str) -> Path:
+def variant_path(base: ModelSpec | ModelInfo, precision: str) -> Path:
     """Where the ``precision`` variant of a shipped model is cached (keyed by the base's sha256)."""
     return cache_dir("variants") / f"{base.name}-{(base.sha256 or '')[:12]}-{precision}.onnx"
 
@@ -162,18 +162,25 @@ def resolve_model(spec: str | Path | None = None, precision: str = "fp32") -> Mo
     return cached_variant(base, precision)
 
 
+def verified_variant(base: ModelSpec | ModelInfo, precision: str) -> ModelSpec | None:
+    """The cached ``precision`` variant of ``base`` when its file matches its sidecar's sha256."""
+    path = variant_path(base, precision)
+    record = variant_record(path)
+    if record and path.is_file() and file_sha256(path) == record.get("sha256"):
+        return ModelSpec(path, f"{base.name}-{precision}", record["sha256"])
+    return None
+
+
 def cached_variant(base: ModelSpec, precision: str) -> ModelSpec:
     """The cached ``precision`` variant of ``base``, made first when missing and a builder is set.
 
     A cached file whose sha256 differs from its sidecar's is made again (or refused)."""
-    path = variant_path(base, precision)
-    record = variant_record(path)
-    name = f"{base.name}-{precision}"
-    if record and path.is_file() and file_sha256(path) == record.get("sha256"):
-        return ModelSpec(path, name, record["sha256"])
+    found = verified_variant(base, precision)
+    if found is not None:
+        return found
     if _variant_builder is None:
         raise VariantMissingError(base, precision)
-    return _variant_builder(base, precision, path)
+    return _variant_builder(base, precision, variant_path(base, precision))
 
 
 def _resolve_base(spec: str | Path | None) -> ModelSpec:
