@@ -89,6 +89,9 @@ class AutoColorizer:
     def preprocess(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.first.preprocess(pixels)  # the models share size and normalisation
 
+    def batch_inputs(self, inputs: Sequence) -> np.ndarray:
+        return self.first.batch_inputs(inputs)
+
     def infer(self, batch: np.ndarray, route: str | None = None) -> np.ndarray:
         return self.models[route or "general"].infer(batch)
 

@@ -31,7 +31,9 @@ class Colorizer:
     ``backend=None`` loads no backend: such a colorizer does the pre- and post-processing only
     (the CPU stages of a distributed run). ``options`` (:class:`BackendOptions`: batch, max
     batch, device…) replaces ``size``/``threads``/``precision`` when given; whatever is asked
-    reaches the backend.
+    reaches the backend. ``backend="torch"`` runs the model's FP32 checkpoint (``precision``
+    fp16/bf16 is its autocast type); on CUDA the stages run on the GPU (``device_resident``,
+    default: whenever the torch backend is on CUDA; see :mod:`engine.device_colorizer`).
     """
 
     def __init__(
@@ -44,9 +46,12 @@ class Colorizer:
         precision: str = "fp32",
         *,
         options: BackendOptions | None = None,
+        device_resident: bool | None = None,
     ) -> None:
         options = options or BackendOptions(size=size, threads=threads, precision=precision)
-        self.spec: ModelSpec = resolve_model(model, options.precision)
+        # torch runs the source checkpoint of the FP32 model, in the precision asked (autocast)
+        file_precision = "fp32" if backend == "torch" else options.precision
+        self.spec: ModelSpec = resolve_model(model, file_precision)
         verify(self.spec)
         self.config = read_model_config(self.spec.path)
         self.size = options.size or self.config.input_size
@@ -57,6 +62,20 @@ class Colorizer:
         self.backend = (
             None if backend is None else create_backend(backend, str(self.spec.path), self.options)
         )
+        self.device_stages = self._device_stages(device_resident)
+
+    def _device_stages(self, wanted: bool | None):
+        """The GPU-resident stages where the backend keeps tensors on a device, else None."""
+        device = getattr(self.backend, "device", None)
+        if not hasattr(self.backend, "run_tensor") or wanted is False:
+            if wanted:
+                raise ValueError("device_resident needs the torch backend")
+            return None
+        if wanted is None and device.type != "cuda":
+            return None
+        from engine.device_colorizer import DeviceStages
+
+        return DeviceStages(self.backend, self.size, self.config.normalization, self.boost)
 
     # The three stages, exposed separately so the pipeline can run them in different threads.
 
@@ -66,7 +85,15 @@ class Colorizer:
         The first is ``pixels`` itself: the full-resolution L is computed again, tile by tile,
         when the output is made, so no full-size float copy is held meanwhile.
         """
+        if self.device_stages is not None:
+            return self.device_stages.preprocess(pixels)
         return pixels, image_model_input(pixels, self.size, self.config.normalization)
+
+    def batch_inputs(self, inputs: Sequence) -> np.ndarray:
+        """The model inputs of several images → one batch (a device tensor on the GPU path)."""
+        if self.device_stages is not None and not isinstance(inputs[0], np.ndarray):
+            return self.device_stages.stack(inputs)
+        return np.stack(inputs)
 
     def route(self, pixels: np.ndarray) -> str | None:
         """Which model colorizes ``pixels``: always this one (see ``engine.auto``)."""
@@ -79,6 +106,8 @@ class Colorizer:
         """Model inputs ``N×1×s×s`` → normalised ab ``N×2×s×s``."""
         if self.backend is None:
             raise RuntimeError("this colorizer was built without a backend (backend=None)")
+        if self.device_stages is not None and not isinstance(batch, np.ndarray):
+            return self.device_stages.infer(batch)
         return self.backend.run(batch)
 
     def postprocess(
@@ -91,6 +120,8 @@ class Colorizer:
     ) -> np.ndarray:
         """The input's pixels (or its L plane) and predicted ab → BGR image of ``dtype``, BGRA
         with ``alpha``; the input's L is kept exactly."""
+        if self.device_stages is not None and not isinstance(source, np.ndarray):
+            return self.device_stages.postprocess(source, ab, dtype, alpha)
         return colorize_output(source, ab, self.config.normalization, self.boost, dtype, alpha)
 
     def colorize_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -102,7 +133,7 @@ class Colorizer:
         prepared = [self.preprocess(image) for image in images]
         if not prepared:
             return []
-        ab = self.infer(np.stack([x for _, x in prepared]))
+        ab = self.infer(self.batch_inputs([x for _, x in prepared]))
         return [
             self.postprocess(L, a, image.dtype)
             for (L, _), a, image in zip(prepared, ab, images, strict=True)

@@ -133,14 +133,69 @@ def fit_to_gamut(lab: torch.Tensor, steps: int = _GAMUT_STEPS) -> torch.Tensor:
     return _scaled(fitted, low)
 
 
+def _area_weights(source: int, target: int) -> torch.Tensor:
+    """Shrinking: each output the mean of the source pixels it covers (fractional edges)."""
+    scale = source / target
+    starts = torch.arange(target, dtype=torch.float64)[:, None] * scale
+    left = torch.arange(source, dtype=torch.float64)[None]
+    overlap = torch.minimum(starts + scale, left + 1) - torch.maximum(starts, left)
+    return overlap.clamp_min(0) / scale
+
+
+def _two_tap_weights(low: torch.Tensor, frac: torch.Tensor, source: int) -> torch.Tensor:
+    """Weights ``1 − frac`` on ``low`` and ``frac`` on the next pixel (the edge repeated)."""
+    low = low.clamp(0, source - 1)
+    high = (low + 1).clamp(max=source - 1)
+    weights = torch.zeros(len(low), source, dtype=torch.float64)
+    rows = torch.arange(len(low))
+    weights.index_put_((rows, low), 1 - frac, accumulate=True)
+    weights.index_put_((rows, high), frac, accumulate=True)
+    return weights
+
+
+def _linear_weights(source: int, target: int) -> torch.Tensor:
+    """Bilinear with pixel centres (OpenCV's ``INTER_LINEAR``)."""
+    y = ((torch.arange(target, dtype=torch.float64) + 0.5) * (source / target) - 0.5).clamp_min(0)
+    low = y.floor().long()
+    return _two_tap_weights(low, torch.where(low >= source - 1, 0.0, y - low), source)
+
+
+def _area_enlarge_weights(source: int, target: int) -> torch.Tensor:
+    """OpenCV's ``INTER_AREA`` where an image is not shrunk on both axes: two taps with the
+    fraction of each output pixel that falls past a source pixel's edge."""
+    dx = torch.arange(target, dtype=torch.float64)
+    low = (dx * (source / target)).floor()
+    frac = (dx + 1) - (low + 1) * (target / source)
+    frac = torch.where(frac <= 0, 0.0, frac - frac.floor())
+    frac = torch.where(low >= source - 1, 0.0, frac)
+    return _two_tap_weights(low.long(), frac, source)
+
+
+def resampling_weights(shape: tuple[int, int], size: tuple[int, int],
+                       device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Row and column weights (``h×H``, ``w×W``) that resize ``shape`` to ``size`` as
+    ``engine.color.resize_plane`` does through OpenCV: ``INTER_AREA`` when the area shrinks,
+    ``INTER_LINEAR`` otherwise."""
+    (H, W), (h, w) = shape, size
+    if h * w < H * W:
+        if h <= H and w <= W:
+            pick = _area_weights
+        else:
+            pick = _area_enlarge_weights
+    else:
+        pick = _linear_weights
+    rows = pick(H, h) if h != H else torch.eye(H, dtype=torch.float64)
+    columns = pick(W, w) if w != W else torch.eye(W, dtype=torch.float64)
+    return rows.float().to(device), columns.float().to(device)
+
+
 def model_input(L: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Full-resolution L ``N×H×W`` → the model's input ``N×1×h×w`` (area when shrinking,
-    bilinear when enlarging, as ``engine.color.resize_plane``)."""
+    """Full-resolution L ``N×H×W`` → the model's input ``N×1×h×w``, resized as
+    ``engine.color.resize_plane`` does (area when shrinking, bilinear when enlarging) by two
+    small matrix products."""
     h, w = (size, size) if isinstance(size, int) else size
-    x = L[:, None]
-    if h * w < x.shape[-2] * x.shape[-1]:
-        return F.interpolate(x, size=(h, w), mode="area")
-    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    rows, columns = resampling_weights(tuple(L.shape[-2:]), (h, w), L.device)
+    return (rows @ L.float() @ columns.T)[:, None]
 
 
 def colorize_output(

@@ -406,7 +406,8 @@ def run(
         nonlocal batch_limit
         try:
             t0 = time.perf_counter()
-            ab = colorizer.infer(np.stack([item.x for item in items]), route=items[0].route)
+            batch = colorizer.batch_inputs([item.x for item in items])
+            ab = colorizer.infer(batch, route=items[0].route)
             recorder.add_times({"inference": time.perf_counter() - t0})
         except Exception as exc:  # a backend failure fails this batch's files, not the run
             if is_out_of_memory(exc) and len(items) > 1:

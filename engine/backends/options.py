@@ -21,6 +21,12 @@ class BackendOptions:
     """The model file's precision (fp32, fp16, int8), or what the torch backend runs."""
     device: str | None = None
     """'cpu', 'cuda' or 'cuda:N' where a backend can choose; None: its own choice."""
+    tf32: bool = False
+    """torch on CUDA, fp32: let convolutions and matmuls use TF32 tensor cores (faster, ~1e-3
+    relative error); off by default so fp32 means IEEE fp32."""
+    cuda_graphs: bool = False
+    """torch on CUDA: capture one CUDA graph per batch shape and replay it (less launch
+    overhead at small batches; memory held per captured shape)."""
 
     def replace(self, **changes: object) -> BackendOptions:
         return replace(self, **changes)
