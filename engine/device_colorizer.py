@@ -1,4 +1,4 @@
-"""The colorizer's three stages on a torch device: decoded pixels stay there until the image is done.
+"""The colorizer's stages on a torch device: decoded pixels stay there until the image is done.
 
 :class:`DeviceStages` replaces :class:`~engine.colorizer.Colorizer`'s numpy pre- and
 post-processing when the backend is torch on CUDA (``--backend torch``): ``preprocess`` uploads

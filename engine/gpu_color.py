@@ -171,19 +171,17 @@ def _area_enlarge_weights(source: int, target: int) -> torch.Tensor:
     return _two_tap_weights(low.long(), frac, source)
 
 
-def resampling_weights(shape: tuple[int, int], size: tuple[int, int],
-                       device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def resampling_weights(
+    shape: tuple[int, int], size: tuple[int, int], device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column weights (``h×H``, ``w×W``) that resize ``shape`` to ``size`` as
     ``engine.color.resize_plane`` does through OpenCV: ``INTER_AREA`` when the area shrinks,
     ``INTER_LINEAR`` otherwise."""
     (H, W), (h, w) = shape, size
-    if h * w < H * W:
-        if h <= H and w <= W:
-            pick = _area_weights
-        else:
-            pick = _area_enlarge_weights
-    else:
+    if h * w >= H * W:
         pick = _linear_weights
+    else:
+        pick = _area_weights if h <= H and w <= W else _area_enlarge_weights
     rows = pick(H, h) if h != H else torch.eye(H, dtype=torch.float64)
     columns = pick(W, w) if w != W else torch.eye(W, dtype=torch.float64)
     return rows.float().to(device), columns.float().to(device)

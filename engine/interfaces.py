@@ -12,9 +12,9 @@ class ColorizerProtocol(Protocol):
     """What the file pipeline (``engine.pipeline.run``) and the Ray stages need of a colorizer:
     :class:`Colorizer` (one model) and ``engine.auto.AutoColorizer`` (a model per photo) both
     satisfy it. ``route`` names the model a photo goes to (None: the only one); ``infer`` and
-    ``postprocess`` take that route, so photos are batched per model. On the GPU path (``engine.device_colorizer``) the sources,
-    model inputs and ab are device tensors: the pipelines only pass them on, and
-    ``batch_inputs`` stacks them."""
+    ``postprocess`` take that route, so photos are batched per model. On the GPU path
+    (``engine.device_colorizer``) the sources, model inputs and ab are device tensors: the
+    pipelines only pass them on, and ``batch_inputs`` stacks them."""
 
     size: int
 

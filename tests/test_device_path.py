@@ -61,7 +61,7 @@ def test_device_path_matches_the_numpy_path(pair):
 
 def test_device_path_keeps_16_bit_depth_and_alpha(pair):
     on_device, reference = pair
-    gray16 = (_gray(PHOTOS[0]).astype(np.uint16) * 257)
+    gray16 = _gray(PHOTOS[0]).astype(np.uint16) * 257
     alpha = np.full(gray16.shape, 40000, np.uint16)
     source, x = on_device.preprocess(gray16)
     out = on_device.postprocess(source, on_device.infer(x[None])[0], np.uint16, alpha)

@@ -163,7 +163,10 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256) -> int:
 
 register("unet", UNetConfig, UNet, "the paper's U-Net (Table I), width/depth configurable")
 register(
-    "effunet", EffUNetConfig, EffUNet, "U-Net decoder on an EfficientNet-Lite0 encoder",
+    "effunet",
+    EffUNetConfig,
+    EffUNet,
+    "U-Net decoder on an EfficientNet-Lite0 encoder",
     pretrained=load_lite0_imagenet,
 )
 register_preset("seed", "unet", UNetConfig(widths=(32, 64, 128), bottleneck_res_blocks=1))
