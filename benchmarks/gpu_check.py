@@ -1,19 +1,29 @@
-"""All GPU checks in one short run (for a session that has a GPU for a few minutes).
+"""Every GPU measurement in one short run, staged for a lease of a few minutes.
 
-On whatever device torch sees (a CUDA GPU, else the CPU, so the script itself is tested here):
+Runs from the repository alone (``PYTHONPATH=$PWD python -m benchmarks.gpu_check``; torch,
+onnxruntime, opencv and safetensors must be there, nothing is pip-installed). Each stage has its
+own deadline and its own try/except, and its result is appended to ``gpu_check.jsonl`` (in
+``$OUT`` when set, else ``--out``) the moment it ends, so a CUDA error in one stage loses nothing
+measured before it. Stages:
 
-1. parity of the torch backend, FP32 and FP16 (CUDA only), against the CPU FP32 reference
-   (ONNX Runtime) on real photos: max and mean |Δab| in LAB units;
-2. images/s and p50/p99 per batch size through the torch backend (host → device → host
-   included), plus the split of host→device, compute and device→host time from CUDA events;
-3. peak device memory from NVML while measuring;
-4. TensorRT: whether a runtime imports, an FP16 engine build from the shipped model, and where
-   the trt backend can run (NVIDIA GPU + TensorRT + cuda-python) its parity and images/s.
+1. ``machine``: CPU, GPU, driver, torch/CUDA versions.
+2. ``parity``: the torch path — FP32 with TF32 off and on, FP16, BF16 — against ONNX Runtime
+   FP32 on the CPU, on the 16 calibration photos: |Δab| of the model output, and ΔE of the final
+   image (made on the device for torch, in numpy for ORT).
+3. ``model_only``: images/s of the model with its input already on the device, per precision and
+   batch (1 … 256), and the allocator's peak per batch (``max_memory_allocated`` after a reset,
+   less what was allocated before: the batch's own working memory).
+4. ``cuda_graphs``: FP16 eager against a replayed CUDA graph at batch 1 and 8.
+5. ``colour``: the device colour stages on 1024×768 photos: model input (luminance, resize) and
+   output (upsample, merge, gamut fit, convert, copy back) in ms per megapixel.
+6. ``end_to_end``: 1024×768 JPEGs to JPEGs: nvJPEG decode → model → GPU post-processing → CPU
+   encode (16 threads); the file pipeline with ``--backend torch``; the CPU pipeline (ONNX
+   Runtime on all cores) on the same files.
+7. ``trt_standin``: the TensorRT backend's own slots on the real CUDA runtime with a torch
+   stand-in for TensorRT (``benchmarks/trt_standin.py``).
 
-It prints a short table last and writes JSON (``--json``, default ``$OUT/gpu_check.json`` when
-``OUT`` is set, else ``gpu_check.json``).
-
-    python -m benchmarks.gpu_check --batches 1,8,32,64
+On a machine without CUDA it runs on the CPU (``--device cpu``, smaller sizes with ``--quick``),
+and the stages that need CUDA say so; the default tests run it that way.
 """
 
 from __future__ import annotations
@@ -21,155 +31,369 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from benchmarks.harness import BenchmarkConfig, Harness
-from benchmarks.machine import machine_info
-from benchmarks.memory import PeakMemory
-from benchmarks.stats import latency_summary
-from engine.colorizer import Colorizer
+PHOTOS = Path(__file__).resolve().parents[1] / "calibration" / "photos"
 
 
-def _split_ms(backend, batch: np.ndarray, runs: int = 10) -> dict | None:
-    """Median host→device, compute and device→host ms of one batch (CUDA events)."""
-    torch = backend._torch
-    if backend.device.type != "cuda":
-        return None
-    host = torch.from_numpy(batch).pin_memory()
-    events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-    h2d, compute, d2h = [], [], []
-    for _ in range(runs):
-        events[0].record()
-        x = host.to(backend.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        events[1].record()
-        with (
-            torch.inference_mode(),
-            torch.autocast("cuda", torch.float16, enabled=backend.precision == "fp16"),
-        ):
-            y = backend.model(x)
-        events[2].record()
-        y.float().cpu()
-        events[3].record()
-        torch.cuda.synchronize()
-        h2d.append(events[0].elapsed_time(events[1]))
-        compute.append(events[1].elapsed_time(events[2]))
-        d2h.append(events[2].elapsed_time(events[3]))
-    return {k: float(np.median(v)) for k, v in (("h2d", h2d), ("compute", compute), ("d2h", d2h))}
+@dataclass
+class Settings:
+    device: str
+    size: int = 256
+    batches: tuple[int, ...] = (1, 8, 32, 64, 128, 256)
+    precisions: tuple[str, ...] = ("fp16", "bf16", "fp32")
+    min_seconds: float = 1.0
+    photo_shape: tuple[int, int] = (768, 1024)
+    e2e_images: int = 96
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
 
 
-def check(batches: list[int], min_seconds: float) -> dict:
-    harness = Harness(BenchmarkConfig(batches=batches, matmul_peak=False))
-    reference = harness.colorizer("ort", "fp32")
-    probe = harness.batch_input(reference, 8)
-    expected = reference.infer(probe)
-    scale = reference.config.normalization.ab_scale
-    report: dict = {"machine": machine_info(), "parity": {}, "throughput": [], "tensorrt": None}
-    precisions = ["fp32", "fp16"] if _cuda() else ["fp32"]
+class StageSkippedError(Exception):
+    """A stage that cannot run on this machine (the reason is recorded)."""
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _sync(settings: Settings) -> None:
+    if settings.cuda:
+        _torch().cuda.synchronize()
+
+
+def _gray_photos(count: int | None = None, shape: tuple[int, int] | None = None):
+    paths = sorted(PHOTOS.glob("*.jpg"))[:count]
+    images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2GRAY) for p in paths]
+    if shape:
+        images = [cv2.resize(i, shape[::-1], interpolation=cv2.INTER_CUBIC) for i in images]
+    return images
+
+
+def _colorizer(settings: Settings, precision: str = "fp32", **extra):
+    from engine.backends import BackendOptions
+    from engine.colorizer import Colorizer
+
+    options = BackendOptions(
+        size=settings.size, device=settings.device, precision=precision,
+        tf32=extra.pop("tf32", False), cuda_graphs=extra.pop("cuda_graphs", False),
+        max_batch=max(settings.batches),
+    )  # fmt: skip
+    return Colorizer(backend="torch", options=options, device_resident=True, **extra)
+
+
+def _timed(run: Callable[[], object], settings: Settings, deadline: float) -> list[float]:
+    """Seconds per call of ``run`` (synchronised), at least 5 calls and ``min_seconds``."""
+    for _ in range(2):
+        run()
+    _sync(settings)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < 5 or (
+        time.perf_counter() - started < settings.min_seconds and time.monotonic() < deadline
+    ):
+        t0 = time.perf_counter()
+        run()
+        _sync(settings)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def stage_machine(settings: Settings, deadline: float) -> dict:
+    from benchmarks.machine import machine_info
+
+    torch = _torch()
+    facts = {**machine_info(), "torch": torch.__version__, "device": settings.device}
+    if settings.cuda:
+        props = torch.cuda.get_device_properties(settings.device)
+        facts.update(
+            gpu=props.name, capability=f"{props.major}.{props.minor}",
+            gpu_memory_mib=props.total_memory // 2**20, cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )  # fmt: skip
+    return facts
+
+
+def stage_parity(settings: Settings, deadline: float) -> dict:
+    from engine import color
+    from engine.colorizer import Colorizer
+
+    photos = _gray_photos()
+    reference = Colorizer(size=settings.size)
+    inputs = np.stack([reference.preprocess(p)[1] for p in photos])
+    expected_ab = reference.infer(inputs)
+    expected = reference.colorize_batch(photos)
+    cases = [("fp32", {}), ("fp32-tf32", {"tf32": True}), ("fp16", {}), ("bf16", {})]
+    results = {}
+    for name, extra in cases:
+        if not settings.cuda and name in ("fp32-tf32", "fp16"):
+            results[name] = {"skipped": "needs CUDA"}
+            continue
+        if time.monotonic() > deadline:
+            results[name] = {"skipped": "stage deadline"}
+            continue
+        colorizer = _colorizer(settings, name.split("-")[0], **extra)
+        ab = colorizer.backend.run(inputs)
+        delta_ab = np.abs(ab - expected_ab)
+        images = colorizer.colorize_batch(photos)
+        delta_e = np.concatenate([
+            np.linalg.norm(color.bgr_to_lab(a) - color.bgr_to_lab(b), axis=-1).ravel()
+            for a, b in zip(images, expected, strict=True)
+        ])  # fmt: skip
+        results[name] = {
+            "max_abs_ab": float(delta_ab.max()), "mean_abs_ab": float(delta_ab.mean()),
+            "image_delta_e_mean": float(delta_e.mean()),
+            "image_delta_e_p99": float(np.percentile(delta_e, 99)),
+            "image_delta_e_max": float(delta_e.max()),
+        }  # fmt: skip
+    return {"photos": len(photos), "reference": "onnxruntime fp32 CPU", "cases": results}
+
+
+def stage_model_only(settings: Settings, deadline: float) -> dict:
+    torch = _torch()
+    rows = []
+    precisions = settings.precisions if settings.cuda else ("fp32", "bf16")
     for precision in precisions:
-        colorizer = Colorizer(backend="torch", precision=precision)
-        got = colorizer.infer(probe)
-        delta = np.abs(got - expected) * scale
-        report["parity"][precision] = {
-            "max_abs_ab": float(delta.max()),
-            "mean_abs_ab": float(delta.mean()),
-        }
-        for batch in batches:
-            x = harness.batch_input(colorizer, batch)
-            for _ in range(3):
-                colorizer.infer(x)
-            times: list[float] = []
-            with PeakMemory() as peak:
-                started = time.perf_counter()
-                while len(times) < 20 or time.perf_counter() - started < min_seconds:
-                    t0 = time.perf_counter()
-                    colorizer.infer(x)
-                    times.append(time.perf_counter() - t0)
-            report["throughput"].append(
-                {
-                    "backend": "torch",
-                    "precision": precision,
-                    "batch": batch,
-                    "device": colorizer.backend.describe()["device"],
-                    **latency_summary(times, batch),
-                    "peak_vram_mb": peak.vram_mb,
-                    "peak_rss_mb": peak.rss_mb,
-                    "split_ms": _split_ms(colorizer.backend, x),
-                }
-            )
-    report["tensorrt"] = _tensorrt(reference, probe)
-    return report
+        colorizer = _colorizer(settings, precision)
+        backend = colorizer.backend
+        for batch in settings.batches:
+            if time.monotonic() > deadline:
+                rows.append({"precision": precision, "batch": batch, "skipped": "deadline"})
+                continue
+            x = torch.rand(batch, 1, settings.size, settings.size, device=backend.device) * 100
+            row = {"precision": precision, "batch": batch}
+            try:
+                if settings.cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    before = torch.cuda.memory_allocated()
+                times = _timed(lambda x=x, b=backend: b.run_tensor(x), settings, deadline)
+                row.update(_rate(times, batch))
+                if settings.cuda:
+                    peak = torch.cuda.max_memory_allocated()
+                    row.update(peak_allocated_mib=peak / 2**20,
+                               batch_working_mib=(peak - before) / 2**20)  # fmt: skip
+            except torch.OutOfMemoryError as exc:
+                row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
+            rows.append(row)
+            del x
+        colorizer = backend = None
+        if settings.cuda:
+            torch.cuda.empty_cache()
+    return {"size": settings.size, "data": "already on the device", "rows": rows}
 
 
-def _cuda() -> bool:
+def _rate(times: list[float], batch: int) -> dict:
+    median = float(np.median(times))
+    return {"runs": len(times), "median_ms": median * 1000, "images_per_s": batch / median}
+
+
+def stage_cuda_graphs(settings: Settings, deadline: float) -> dict:
+    if not settings.cuda:
+        raise StageSkippedError("CUDA graphs need CUDA")
+    torch = _torch()
+    rows = []
+    for graphs in (False, True):
+        backend = _colorizer(settings, "fp16", cuda_graphs=graphs).backend
+        for batch in (1, 8):
+            x = torch.rand(batch, 1, settings.size, settings.size, device=backend.device) * 100
+            times = _timed(lambda x=x, b=backend: b.run_tensor(x), settings, deadline)
+            rows.append({"cuda_graphs": graphs, "batch": batch, **_rate(times, batch)})
+        backend.close()
+    return {"precision": "fp16", "rows": rows}
+
+
+def stage_colour(settings: Settings, deadline: float) -> dict:
+    torch = _torch()
+    stages = _colorizer(settings, "fp16" if settings.cuda else "fp32").device_stages
+    photos = _gray_photos(8, settings.photo_shape)
+    on_device = [stages.upload(p) for p in photos]
+    ab = torch.zeros(2, settings.size, settings.size, device=stages.device)
+    megapixels = sum(p.size for p in photos) / 1e6
+
+    def inputs():
+        return [stages.model_input(p) for p in on_device]
+
+    def outputs():
+        return [stages.postprocess(p, ab, np.uint8) for p in on_device]
+
+    upload = _timed(lambda: [stages.upload(p) for p in photos], settings, deadline)
+    pre = _timed(inputs, settings, deadline)
+    post = _timed(outputs, settings, deadline)
+    per_mp = 1000 / megapixels
+    return {
+        "photos": len(photos), "shape": list(settings.photo_shape),
+        "upload_ms_per_mp": float(np.median(upload)) * per_mp,
+        "model_input_ms_per_mp": float(np.median(pre)) * per_mp,
+        "output_ms_per_mp": float(np.median(post)) * per_mp,
+        "note": "output includes upsampling, merge with L, gamut fit, conversion and the copy back",
+    }  # fmt: skip
+
+
+def stage_end_to_end(settings: Settings, deadline: float) -> dict:
+    from engine.colorizer import Colorizer
+    from engine.device_colorizer import decode_jpegs
+    from engine.pipeline import RunOptions, run
+
+    torch = _torch()
+    photos = _gray_photos(None, settings.photo_shape)
+    datas = [
+        cv2.imencode(".jpg", photos[i % len(photos)], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+        for i in range(settings.e2e_images)
+    ]
+    colorizer = _colorizer(settings, "fp16" if settings.cuda else "fp32")
+    stages = colorizer.device_stages
+    batch = 32
+    results: dict = {"images": len(datas), "shape": list(settings.photo_shape), "batch": batch}
+
+    def in_memory() -> None:
+        with ThreadPoolExecutor(settings.workers) as encoder:
+            pending = []
+            for start in range(0, len(datas), batch):
+                decoded = decode_jpegs(datas[start : start + batch], stages.device)
+                x = stages.stack([stages.model_input(p) for p in decoded])
+                ab = stages.infer(x)
+                for pixels, a in zip(decoded, ab, strict=True):
+                    image = stages.postprocess(pixels, a, np.uint8)
+                    pending.append(encoder.submit(cv2.imencode, ".jpg", image))
+            for future in pending:
+                future.result()
+
+    in_memory()  # warm-up (nvJPEG handles, cuDNN plans)
+    _sync(settings)
+    t0 = time.perf_counter()
+    in_memory()
+    _sync(settings)
+    results["gpu_in_memory_images_per_s"] = len(datas) / (time.perf_counter() - t0)
+    results["gpu_decode"] = "nvJPEG" if _has_nvjpeg(settings) else "OpenCV (CPU) + upload"
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "in"
+        source.mkdir()
+        for i, data in enumerate(datas):
+            (source / f"{i:04d}.jpg").write_bytes(data)
+        for name, chosen in (("torch_file_pipeline", colorizer), ("cpu_ort_pipeline", None)):
+            if time.monotonic() > deadline:
+                results[name] = {"skipped": "deadline"}
+                continue
+            chosen = chosen or Colorizer(size=settings.size)
+            out = Path(folder) / name
+            options = RunOptions(out, batch_size=batch, workers=settings.workers)
+            summary = run(chosen, [source], options)
+            results[f"{name}_images_per_s"] = summary.done / summary.seconds
+            results[f"{name}_failed"] = summary.failed
+    del torch
+    return results
+
+
+def _has_nvjpeg(settings: Settings) -> bool:
+    if not settings.cuda:
+        return False
     try:
-        import torch
-
-        return torch.cuda.is_available()
+        from torchvision.io import decode_jpeg  # noqa: F401
     except ImportError:
         return False
+    return True
 
 
-def _tensorrt(reference: Colorizer, probe: np.ndarray) -> dict:
-    """TensorRT: the runtime found, an FP16 build, and — where it can run — parity and images/s."""
-    from engine.backends import BackendError
-    from engine.models import resolve_model
-    from engine.tensorrt import BuildOptions, TensorRTError, build_engine, load_runtime
+def stage_trt_standin(settings: Settings, deadline: float) -> dict:
+    if not settings.cuda:
+        raise StageSkippedError("the stand-in runs on the real CUDA runtime: needs CUDA")
+    from benchmarks.trt_standin import run_standin
 
+    return run_standin(size=settings.size)
+
+
+STAGES: dict[str, tuple[Callable[[Settings, float], dict], float]] = {
+    "machine": (stage_machine, 30),
+    "parity": (stage_parity, 90),
+    "model_only": (stage_model_only, 150),
+    "cuda_graphs": (stage_cuda_graphs, 40),
+    "colour": (stage_colour, 40),
+    "end_to_end": (stage_end_to_end, 120),
+    "trt_standin": (stage_trt_standin, 40),
+}
+"""Each stage and its deadline in seconds (its loops stop measuring when it passes)."""
+
+
+def run_stages(settings: Settings, names: list[str], journal: Path) -> list[dict]:
+    """Run ``names`` in order, appending each stage's record to ``journal`` as it ends."""
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    records = []
+    for name in names:
+        function, seconds = STAGES[name]
+        started = time.monotonic()
+        record: dict = {"stage": name}
+        try:
+            record["result"] = function(settings, started + seconds)
+            record["status"] = "ok"
+        except StageSkippedError as exc:
+            record.update(status="skipped", reason=str(exc))
+        except Exception as exc:  # one stage's failure must not lose the others
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc(limit=4))  # fmt: skip
+            if settings.cuda:
+                _recover()
+        record["seconds"] = round(time.monotonic() - started, 2)
+        with journal.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        print(f"[{name}] {record['status']} in {record['seconds']} s", flush=True)
+        records.append(record)
+    return records
+
+
+def _recover() -> None:
     try:
-        name, module = load_runtime()
-    except TensorRTError as exc:
-        return {"available": False, "reason": str(exc)}
-    result: dict = {"available": True, "runtime": f"{name} {module.__version__}"}
-    try:
-        result["fp16_build"] = build_engine(
-            resolve_model(None, "fp16").path, None, name, BuildOptions()
-        ).message
-        colorizer = Colorizer(backend="trt", precision="fp16")
-    except (TensorRTError, BackendError) as exc:
-        result["error"] = str(exc)
-        return result
-    expected = reference.infer(probe)
-    delta = np.abs(colorizer.infer(probe) - expected) * reference.config.normalization.ab_scale
-    result["parity_fp16"] = {"max_abs_ab": float(delta.max()), "mean_abs_ab": float(delta.mean())}
-    times = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        colorizer.infer(probe)
-        times.append(time.perf_counter() - t0)
-    result["batch8"] = latency_summary(times, len(probe))
-    return result
+        torch = _torch()
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    except Exception:  # a sticky CUDA error: later stages will record their own failure
+        pass
 
 
-def main() -> None:
+def quick(device: str = "cpu") -> Settings:
+    """Small settings for a CPU or a smoke run: a few batches, 96² inputs, small photos."""
+    return Settings(
+        device=device, size=96, batches=(1, 4), min_seconds=0.0, photo_shape=(120, 160),
+        e2e_images=6, workers=2,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--batches", default="1,8,32,64")
-    parser.add_argument("--min-seconds", type=float, default=2.0)
-    default_out = Path(os.environ.get("OUT", ".")) / "gpu_check.json"
-    parser.add_argument("--json", type=Path, default=default_out)
-    args = parser.parse_args()
-    report = check([int(b) for b in args.batches.split(",")], args.min_seconds)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    gpus = ", ".join(g["name"] for g in report["machine"]["gpus"]) or "no GPU"
-    print(f"\n{gpus}; {report['machine']['cpu']}")
-    for precision, p in report["parity"].items():
-        print(
-            f"parity torch {precision} vs ORT CPU fp32: max |Δab| {p['max_abs_ab']:.3g},"
-            f" mean {p['mean_abs_ab']:.3g}"
-        )
-    header = ("precision", "batch", "img/s", "p50 ms", "p99 ms", "VRAM MB")
-    print("{:>9} {:>5} {:>9} {:>8} {:>8} {:>8}  split ms".format(*header))
-    for r in report["throughput"]:
-        vram = "-" if r["peak_vram_mb"] is None else f"{r['peak_vram_mb']:.0f}"
-        split = r["split_ms"] and " / ".join(f"{k} {v:.2f}" for k, v in r["split_ms"].items())
-        print(f"{r['precision']:>9} {r['batch']:>5} {r['images_per_s']:>9.1f} {r['p50_ms']:>8.2f}"
-              f" {r['p99_ms']:>8.2f} {vram:>8}  {split or '-'}")  # fmt: skip
-    print(f"TensorRT: {report['tensorrt']}")
+    parser.add_argument(
+        "--device", default=None, help="cuda, cuda:N or cpu (default: cuda if seen)"
+    )
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages")
+    parser.add_argument("--quick", action="store_true", help="small sizes (CPU, smoke test)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
+    args = parser.parse_args(argv)
+    device = args.device or ("cuda" if _torch().cuda.is_available() else "cpu")
+    settings = quick(device) if args.quick else Settings(device=device)
+    names = [s for s in args.stages.split(",") if s]
+    unknown = [s for s in names if s not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    journal = args.out / "gpu_check.jsonl"
+    records = run_stages(settings, names, journal)
+    (args.out / "gpu_check.json").write_text(json.dumps(records, indent=2) + "\n")
+    for record in records:
+        print(json.dumps({k: v for k, v in record.items() if k != "traceback"})[:2000])
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def colorize_command(
     precision: Annotated[
         str,
         typer.Option(
-            help="fp32, or a shipped model's fp16/int8 variant (int8: about 2× faster on x86 CPUs, slightly less accurate; see README)."
+            help="fp32, or a shipped model's fp16/int8 variant (made on first use; see README). With --backend torch: fp32, fp16 (CUDA) or bf16, as autocast of the FP32 checkpoint."
         ),
     ] = "fp32",
     boost: Annotated[

@@ -1,0 +1,183 @@
+"""An RTX 3060 projection, on paper, from what was measured on another GPU (the H200).
+
+Never a measurement. The model's work per image comes from its ONNX graph (FLOPs of every
+convolution and matrix product, and the bytes its activations move: each tensor written once and
+read once, in FP16), the cards' figures from their published specifications (:data:`CARDS`).
+The measured GPU's images/s per batch (``gpu_check.json``'s ``model_only`` rows, FP16) give an
+efficiency against a roofline, ``e = max(F/P, B/W) / t`` (F, B per image; P, W the card's peak
+FLOP/s and bandwidth; t the measured seconds per image). The target card is then projected as
+``max(F/P', B/W') / e``, over a range of ``e``: from the efficiency measured at that batch (a
+large GPU is least busy at small batches, so this is the low end) to the best measured at any
+batch. VRAM: the measured batch's own allocator peak plus the weights plus a CUDA context of
+300–500 MiB. Without a measurement file only the roofline bound (e = 1) is given, and named so.
+
+    python -m benchmarks.projection --measured gpu_check.json --json projection.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+from engine.models import resolve_model
+
+
+@dataclass(frozen=True)
+class Card:
+    name: str
+    fp16_tensor_tflops: float
+    """Dense FP16 tensor-core peak with FP32 accumulation (what autocast and TensorRT use)."""
+    bandwidth_gb_s: float
+    memory_gib: float
+    source: str
+
+
+CARDS = {
+    "h200": Card(
+        "NVIDIA H200 SXM",
+        989.0,
+        4800.0,
+        141.0,
+        "NVIDIA H200 datasheet: FP16 tensor 1,979 TFLOPS with sparsity (989 dense), HBM3e 4.8 TB/s",
+    ),
+    "rtx3060": Card(
+        "NVIDIA GeForce RTX 3060 12 GB",
+        25.6,
+        360.0,
+        12.0,
+        "NVIDIA Ampere GA102 whitepaper, appendix (GeForce: FP16 tensor with FP32 "
+        "accumulate at half the FP16-accumulate rate, 51.2 → 25.6 TFLOPS dense at "
+        "1.78 GHz boost); 15 Gbps GDDR6 × 192 bit = 360 GB/s",
+    ),
+}
+
+
+def graph_work(model: Path, size: int = 256) -> dict:
+    """FLOPs, activation bytes (FP16, written + read once) and weight bytes of one image."""
+    graph_model = onnx.load(str(model))
+    for tensor in graph_model.graph.input:
+        dims = tensor.type.tensor_type.shape.dim
+        for dim, value in zip(dims, (1, 1, size, size), strict=False):
+            dim.Clear()
+            dim.dim_value = value
+    inferred = shape_inference.infer_shapes(graph_model)
+    shapes = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = [d.dim_value for d in info.type.tensor_type.shape.dim]
+        if dims and all(dims):
+            shapes[info.name] = dims
+    weights = {t.name: numpy_helper.to_array(t).shape for t in inferred.graph.initializer}
+    weight_shape = {**weights}
+    for node in inferred.graph.node:  # weights stored as FP16 reach the convolutions by a Cast
+        if node.op_type == "Cast" and node.input[0] in weights:
+            weight_shape[node.output[0]] = weights[node.input[0]]
+    flops = 0
+    for node in inferred.graph.node:
+        if node.op_type == "Conv" and node.output[0] in shapes:
+            kernel = weight_shape.get(node.input[1])
+            if kernel is None:
+                continue
+            flops += 2 * int(np.prod(shapes[node.output[0]])) * int(np.prod(kernel[1:]))
+        elif node.op_type in ("MatMul", "Gemm") and node.output[0] in shapes:
+            a = shapes.get(node.input[0]) or weight_shape.get(node.input[0])
+            if a:
+                flops += 2 * int(np.prod(shapes[node.output[0]])) * int(a[-1])
+    activations = sum(
+        int(np.prod(shapes[name])) for node in inferred.graph.node for name in node.output
+        if name in shapes and name not in weight_shape
+    )  # fmt: skip
+    weight_count = sum(int(np.prod(s)) for s in weights.values())
+    return {
+        "model": model.name, "size": size, "gflops": flops / 1e9,
+        "activation_mb_fp16": activations * 2 * 2 / 1e6,  # written once, read once
+        "weight_mb_fp16": weight_count * 2 / 1e6,
+    }  # fmt: skip
+
+
+def _roofline_seconds(work: dict, card: Card, batch: int) -> float:
+    flops = work["gflops"] * 1e9
+    moved = work["activation_mb_fp16"] * 1e6 + work["weight_mb_fp16"] * 1e6 / batch
+    return max(flops / (card.fp16_tensor_tflops * 1e12), moved / (card.bandwidth_gb_s * 1e9))
+
+
+def project(work: dict, rows: list[dict], measured_on: Card, target: Card) -> list[dict]:
+    """Images/s and VRAM of ``target`` per batch from FP16 ``rows`` measured on ``measured_on``."""
+    fp16 = [r for r in rows if r.get("precision") == "fp16" and r.get("images_per_s")]
+    efficiency = {
+        r["batch"]: _roofline_seconds(work, measured_on, r["batch"]) * r["images_per_s"]
+        for r in fp16
+    }
+    best = max(efficiency.values(), default=None)
+    out = []
+    for r in fp16:
+        batch = r["batch"]
+        ideal = _roofline_seconds(work, target, batch)
+        low, high = efficiency[batch], best
+        working = r.get("batch_working_mib")
+        vram = None
+        if working is not None:
+            base = working + work["weight_mb_fp16"] * 1e6 / 2**20
+            vram = [round(base + 300), round(base + 500)]
+        out.append({
+            "batch": batch, "measured_images_per_s": r["images_per_s"],
+            "efficiency_measured": round(low, 4),
+            "projected_images_per_s": [round(low / ideal), round(high / ideal)],
+            "projected_vram_mib": vram,
+            "fits_12_gib": None if vram is None else vram[1] < target.memory_gib * 1024,
+        })  # fmt: skip
+    return out
+
+
+def roofline_bound(work: dict, target: Card, batches: list[int]) -> list[dict]:
+    """The most images/s ``target`` could reach (e = 1): a bound, not a projection."""
+    return [
+        {"batch": b, "bound_images_per_s": round(1 / _roofline_seconds(work, target, b))}
+        for b in batches
+    ]
+
+
+def _model_only_rows(path: Path) -> list[dict]:
+    records = json.loads(path.read_text())
+    for record in records:
+        if record.get("stage") == "model_only" and record.get("status") == "ok":
+            return record["result"]["rows"]
+    raise SystemExit(f"{path}: no model_only stage that ended ok")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="shipped model name (default: the default)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--measured", type=Path, help="gpu_check.json from the measured GPU")
+    parser.add_argument("--measured-card", default="h200", choices=sorted(CARDS))
+    parser.add_argument("--target", default="rtx3060", choices=sorted(CARDS))
+    parser.add_argument("--json", type=Path, help="write the projection here")
+    args = parser.parse_args(argv)
+    work = graph_work(resolve_model(args.model).path, args.size)
+    target, measured_on = CARDS[args.target], CARDS[args.measured_card]
+    report: dict = {"kind": "projection on paper, not a measurement", "work": work,
+                    "target": target.__dict__, "measured_on": measured_on.__dict__}  # fmt: skip
+    if args.measured:
+        report["rows"] = project(work, _model_only_rows(args.measured), measured_on, target)
+    else:
+        report["kind"] = "roofline bound (efficiency 1): no measurement given"
+        report["rows"] = roofline_bound(work, target, [1, 8, 32, 64, 128, 256])
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    per_image = f"{work['gflops']:.2f} GFLOP, {work['activation_mb_fp16']:.0f} MB moved per image"
+    print(f"{report['kind']}: {target.name}, {work['model']} at {args.size}² ({per_image})")
+    for row in report["rows"]:
+        print(json.dumps(row))
+    return report
+
+
+if __name__ == "__main__":
+    main()

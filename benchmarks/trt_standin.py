@@ -1,0 +1,93 @@
+"""The TensorRT backend's buffer, stream and double-buffering code on a real GPU, without TensorRT.
+
+``engine.backends.trt`` allocates pinned and device memory and streams through cuda-python and
+hands device addresses to a TensorRT execution context. Here the real CUDA runtime is used and the
+execution context is a stand-in that runs a torch kernel on the slot's own stream over those very
+addresses (wrapped through ``__cuda_array_interface__``, no copy): ab = (L / 2, −L). What runs is
+the backend's own code — allocation, the two slots taking alternate chunks, async copies,
+collection, freeing — so a mistake in it (a wrong byte count, a copy on the wrong stream, a buffer
+read before its stream is synchronised, a leak) shows as a wrong result or memory not given back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class _DeviceArray:
+    """A raw device address seen as a float32 array by ``torch.as_tensor`` (no copy)."""
+
+    def __init__(self, pointer: int, shape: tuple[int, ...]) -> None:
+        self.__cuda_array_interface__ = {
+            "shape": shape, "typestr": "<f4", "data": (int(pointer), False), "version": 3,
+        }  # fmt: skip
+
+
+class TorchStandInContext:
+    """What ``_Slot`` needs of an ``IExecutionContext``, computed by torch on the given stream."""
+
+    def __init__(self, max_batch: int, size: int) -> None:
+        self.max_batch, self.size, self.addresses, self.shape = max_batch, size, {}, None
+
+    def set_input_shape(self, name: str, shape) -> bool:
+        ok = shape[0] <= self.max_batch and tuple(shape[2:]) == (self.size, self.size)
+        self.shape = tuple(shape) if ok else None
+        return ok
+
+    def set_tensor_address(self, name: str, pointer: int) -> None:
+        self.addresses[name] = pointer
+
+    def execute_async_v3(self, stream: int) -> bool:
+        import torch
+
+        n, _, h, w = self.shape
+        with torch.cuda.stream(torch.cuda.ExternalStream(int(stream))):
+            L = torch.as_tensor(_DeviceArray(self.addresses["L"], (n, 1, h, w)), device="cuda")
+            ab = torch.as_tensor(_DeviceArray(self.addresses["ab"], (n, 2, h, w)), device="cuda")
+            ab[:, 0].copy_(L[:, 0] / 2)
+            ab[:, 1].copy_(-L[:, 0])
+        return True
+
+
+class StandInEngine:
+    def __init__(self, max_batch: int, size: int) -> None:
+        self.max_batch, self.size = max_batch, size
+
+    def create_execution_context(self) -> TorchStandInContext:
+        return TorchStandInContext(self.max_batch, self.size)
+
+
+def run_standin(max_batch: int = 32, size: int = 256, images: int = 200, rounds: int = 3) -> dict:
+    """Run the trt backend's slots on the real CUDA runtime with the torch stand-in; check every
+    output and that closing gives the device memory back. Returns the facts as a dict."""
+    import torch
+
+    from engine.backends import trt as trt_backend
+
+    torch.zeros(1, device="cuda")  # the context torch makes is not the backend's memory
+    cudart = trt_backend._cudart()
+    free_before = trt_backend._check(cudart.cudaMemGetInfo())[0]
+    backend = trt_backend.TrtBackend.__new__(trt_backend.TrtBackend)
+    backend.size, backend.max_batch = size, max_batch
+    engine = StandInEngine(max_batch, size)
+    backend.slots = [trt_backend._Slot(engine, ("L", "ab"), max_batch, size) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    try:
+        for _ in range(rounds):
+            L = rng.uniform(0, 100, (images, 1, size, size)).astype(np.float32)
+            ab = backend.run(L)
+            expected = np.concatenate([L / 2, -L], axis=1)
+            worst = max(worst, float(np.abs(ab - expected).max()))
+        free_during = trt_backend._check(cudart.cudaMemGetInfo())[0]
+    finally:
+        backend.close()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()  # the stand-in's own temporaries
+    free_after = trt_backend._check(cudart.cudaMemGetInfo())[0]
+    return {
+        "images": images * rounds, "max_batch": max_batch, "size": size,
+        "max_abs_error": worst, "correct": worst == 0.0,
+        "device_mib_held_while_open": (free_before - free_during) / 2**20,
+        "device_mib_not_given_back": (free_before - free_after) / 2**20,
+    }  # fmt: skip

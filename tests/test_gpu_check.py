@@ -1,0 +1,63 @@
+"""``benchmarks/gpu_check.py`` runs every stage it can on this CPU, records each as it ends,
+and one failing stage loses nothing else; the CUDA-only stages say why they were skipped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from benchmarks import gpu_check
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "gpu_check.jsonl").read_text().splitlines()]
+
+
+def test_every_stage_runs_or_says_why_on_a_cpu(tmp_path):
+    gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path)])
+    records = {r["stage"]: r for r in _records(tmp_path)}
+    assert list(records) == list(gpu_check.STAGES)
+    for name in ("machine", "parity", "model_only", "colour", "end_to_end"):
+        assert records[name]["status"] == "ok", records[name]
+    for name in ("cuda_graphs", "trt_standin"):
+        assert records[name]["status"] == "skipped" and "CUDA" in records[name]["reason"]
+    parity = records["parity"]["result"]["cases"]
+    assert parity["fp32"]["mean_abs_ab"] < 0.2 and parity["fp32"]["image_delta_e_mean"] < 0.5
+    assert parity["fp16"] == {"skipped": "needs CUDA"}
+    rows = records["model_only"]["result"]["rows"]
+    assert {(r["precision"], r["batch"]) for r in rows} == {
+        ("fp32", 1),
+        ("fp32", 4),
+        ("bf16", 1),
+        ("bf16", 4),
+    }
+    assert all(r["images_per_s"] > 0 for r in rows)
+    e2e = records["end_to_end"]["result"]
+    assert e2e["torch_file_pipeline_failed"] == 0 and e2e["cpu_ort_pipeline_failed"] == 0
+    assert json.loads((tmp_path / "gpu_check.json").read_text())[0]["stage"] == "machine"
+
+
+def test_a_failing_stage_is_recorded_and_the_next_still_runs(tmp_path, monkeypatch):
+    def broken(settings, deadline):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setitem(gpu_check.STAGES, "parity", (broken, 1))
+    gpu_check.run_stages(gpu_check.quick(), ["parity", "machine"], tmp_path / "gpu_check.jsonl")
+    first, second = _records(tmp_path)
+    assert first["status"] == "failed" and "illegal memory access" in first["error"]
+    assert second["status"] == "ok"
+
+
+@pytest.mark.gpu
+def test_trt_slots_on_the_real_cuda_runtime():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (the stand-in runs on the real CUDA runtime)")
+    pytest.importorskip("cuda.bindings", reason="needs cuda-python")
+    from benchmarks.trt_standin import run_standin
+
+    facts = run_standin(max_batch=8, size=64, images=21, rounds=2)
+    assert facts["correct"] and facts["device_mib_not_given_back"] < 1
