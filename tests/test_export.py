@@ -194,7 +194,7 @@ def test_torch_backend_matches_ort_on_the_cpu():
     assert torch_colorizer.describe()["checkpoint"].endswith("vivid-people.safetensors")
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         Colorizer("seed-people", backend="torch", precision="fp16")
-    with pytest.raises(ValueError, match="fp32 or fp16 models, not int8"):
+    with pytest.raises(ValueError, match="runs fp32, fp16, bf16, not int8"):
         Colorizer("seed-people", backend="torch", precision="int8")
 
 
