@@ -28,7 +28,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -338,15 +338,17 @@ def run_on_ray(
     gpus_per_worker: float | None = None,
     on_result: Callable[[FileResult], None] | None = None,
     facts: dict | None = None,
+    ignored: Sequence[Path] = (),
 ) -> tuple[RunSummary, RayPlacement]:
     """Colorize ``planned`` (from :func:`engine.pipeline.plan`) on Ray; see the module docstring.
 
-    ``facts`` (model, backend, …) go into the run's summary file, with the placement.
+    ``facts`` (model, backend, …) go into the run's summary file, with the placement;
+    ``ignored`` (from ``plan``) is counted and logged.
 
     Raises :class:`RayRunError` when Ray cannot start or the pipeline itself fails.
     """
     ray = require_ray()
-    recorder, todo = start_run(planned, options, on_result)
+    recorder, todo = start_run(planned, options, on_result, ignored)
     started = time.perf_counter()
     placement = RayPlacement(0, 0.0, address=address or LOCAL)
     try:

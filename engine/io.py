@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,15 +13,22 @@ import cv2
 import numpy as np
 
 from engine.color import convert_depth
+from engine.decoders import DecodeError, decode, pillow_size
 from engine.metadata import Metadata, embed_metadata, read_metadata
-from engine.probe import probe
+from engine.probe import ImageShape, probe
 
+JPEG2000_EXTENSIONS = frozenset({".jp2", ".jpf", ".jpx", ".j2k", ".j2c", ".jpc"})
+PNM_EXTENSIONS = frozenset({".pbm", ".pgm", ".ppm", ".pnm"})
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2"}
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
+    | JPEG2000_EXTENSIONS
+    | PNM_EXTENSIONS
 )
-EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".jpe", ".bmp", ".webp"})
+EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".webp", ".jp2", ".j2k"})
 ALPHA_FORMATS = frozenset({".png", ".tif", ".tiff", ".webp"})
 TEMP_MARKER = ".colorize-tmp-"
+LOG_PREFIX = "colorize-log-"
+"""A run's log and summary files in the output folder."""
 REPORT_ASSETS = "colorize-report-files"
 """The folder of ``engine report``'s full-size previews: never an input."""
 
@@ -68,11 +76,23 @@ def is_image_name(path: Path) -> bool:
     )
 
 
-def discover(inputs: Sequence[str | Path], exclude: Iterable[Path] = ()) -> list[Job]:
+def is_engine_file(path: Path) -> bool:
+    """The engine's own files: temporaries, run logs, the report's previews."""
+    return (
+        TEMP_MARKER in path.name or path.name.startswith(LOG_PREFIX) or REPORT_ASSETS in path.parts
+    )
+
+
+def discover(
+    inputs: Sequence[str | Path],
+    exclude: Iterable[Path] = (),
+    ignored: list[Path] | None = None,
+) -> list[Job]:
     """Files, folders (recursive) and glob patterns → jobs, each input once, in a stable order.
 
     A file named directly is used whatever its extension (a bad one fails with a reason); files
-    found in folders or by patterns are kept when their extension is an image's. ``exclude``
+    found in folders or by patterns are kept when their extension is an image's, and the others
+    (not the engine's own files) are appended to ``ignored`` when it is given. ``exclude``
     lists resolved paths to leave out (a previous run's outputs inside an input folder).
     """
     excluded = {Path(p) for p in exclude}
@@ -95,6 +115,8 @@ def discover(inputs: Sequence[str | Path], exclude: Iterable[Path] = ()) -> list
                 # reported with its reason instead of vanishing silently.
                 if is_image_name(found):
                     add(found, path)
+                elif ignored is not None and found.is_file() and not is_engine_file(found):
+                    ignored.append(found)
         elif path.exists() or path.is_symlink():
             add(path, path)
         elif glob.has_magic(text):
@@ -169,23 +191,17 @@ def read_image(
     if truncated:
         raise ImageError(truncated)
     shape = probe(data)
+    if max_pixels and shape is None:  # JPEG 2000, PNM…: Pillow reads the header
+        size = pillow_size(data)
+        shape = size and ImageShape(*size)
     if max_pixels and shape and shape.pixels > max_pixels:
         _refuse_size(shape.width, shape.height, max_pixels)
-    if page:
-        ok, pages = cv2.imdecodemulti(
-            data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH, None, (page, page + 1)
-        )
-        image = pages[0] if ok and pages else None
-    elif _png_has_alpha(data[:32].tobytes()):
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    else:  # ANYCOLOR|ANYDEPTH keeps gray and 16-bit and applies EXIF orientation
-        image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-    if image is None:
-        raise ImageError("not a decodable image (corrupt, truncated or not an image)")
+    try:
+        image = decode(data, page, with_alpha=_png_has_alpha(data[:32].tobytes()))
+    except DecodeError as exc:
+        raise ImageError(f"not a decodable image ({exc})") from None
     if max_pixels and image.shape[0] * image.shape[1] > max_pixels:
         _refuse_size(image.shape[1], image.shape[0], max_pixels)
-    if image.dtype not in (np.uint8, np.uint16):
-        raise ImageError(f"unsupported sample type {image.dtype} (8 or 16-bit integers only)")
     meta = read_metadata(data, page or 0) if metadata else None
     if image.ndim == 3 and image.shape[2] == 4:
         return Decoded(image[:, :, :3], image[:, :, 3], meta)
@@ -217,6 +233,8 @@ def encode_image(
         pixels = pixels[:, :, :3]
     if alpha is not None and suffix in ALPHA_FORMATS:
         pixels = np.dstack([pixels, convert_depth(alpha, pixels.dtype)])
+    if suffix in (".jp2", ".j2k"):
+        return _jpeg2000(pixels, suffix)
     params: list[int] = []
     if suffix in (".jpg", ".jpeg", ".jpe"):
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -230,3 +248,14 @@ def encode_image(
     height, width = pixels.shape[:2]
     has_alpha = pixels.ndim == 3 and pixels.shape[2] == 4
     return embed_metadata(encoded.tobytes(), suffix, metadata, (width, height), has_alpha)
+
+
+def _jpeg2000(pixels: np.ndarray, suffix: str) -> bytes:
+    """Lossless JPEG 2000 (reversible 5/3 wavelet) by Pillow: 8-bit RGB, a JP2 file or, for
+    ``.j2k``, a bare codestream (OpenCV's encoder does not take colour here)."""
+    from PIL import Image
+
+    rgb = cv2.cvtColor(convert_depth(pixels[:, :, :3], np.uint8), cv2.COLOR_BGR2RGB)
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, "JPEG2000", irreversible=False, no_jp2=suffix == ".j2k")
+    return out.getvalue()

@@ -18,10 +18,16 @@ import time
 import uuid
 from pathlib import Path
 
-from engine.io import IMAGE_EXTENSIONS, TEMP_MARKER, ImageError, Job, resolved
+from engine.io import IMAGE_EXTENSIONS, LOG_PREFIX, TEMP_MARKER, ImageError, Job, resolved
 
 FORMATS = {"jpg": ".jpg", "png": ".png", "tif": ".tif"}
-LOG_PREFIX = "colorize-log-"
+OUTPUT_SUFFIXES = {
+    ".jpf": ".jp2", ".jpx": ".jp2", ".j2c": ".j2k", ".jpc": ".j2k",  # JPEG 2000: file or stream
+    ".pbm": ".ppm", ".pgm": ".ppm",  # a bitmap or graymap cannot hold colour: a pixmap
+    ".dib": ".bmp",
+}  # fmt: skip
+"""Inputs whose own format cannot hold the colour output, and what they become; every other
+image keeps its format (README: Formats)."""
 COLLISION_SUFFIX = "_colorized"
 STALE_TEMP_SECONDS = 24 * 3600
 """A temporary file this old is removed whoever wrote it (another host's crashed run)."""
@@ -68,7 +74,8 @@ def output_path(
     When that path is one of the run's inputs, ``_colorized`` is added to the stem.
     """
     suffix = FORMATS[fmt] if fmt else job.source.suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS or suffix in (".ppm", ".pgm", ".jp2"):
+    suffix = OUTPUT_SUFFIXES.get(suffix, suffix)
+    if suffix not in IMAGE_EXTENSIONS:
         suffix = ".png"
     relative = job.relative.with_suffix("")
     target = output_dir / relative.with_name(relative.name + page_suffix + suffix)

@@ -92,16 +92,22 @@ class FileResult:
     """The page (1-based) of a multi-page file under ``--all-pages``."""
     model: str | None = None
     """The model that colorized it (with ``--model auto``, the one its category chose)."""
+    stages: dict[str, float] | None = None
+    """Seconds of this file's own work per stage (its share of its batch's inference); their
+    sum is ``seconds``. Time spent waiting in queues is not the file's and is not counted."""
 
     def __str__(self) -> str:
         return self.source if self.page is None else f"{self.source} (page {self.page})"
 
 
 def _result(
-    job: Job, output, status: str, reason: str | None = None, seconds: float = 0.0, model=None
-) -> FileResult:
+    job: Job, output, status: str, reason: str | None = None, seconds: float = 0.0, model=None,
+    stages: dict[str, float] | None = None,
+) -> FileResult:  # fmt: skip
     page = None if job.page is None else job.page + 1
-    return FileResult(str(job.source), output and str(output), status, reason, seconds, page, model)
+    return FileResult(
+        str(job.source), output and str(output), status, reason, seconds, page, model, stages
+    )
 
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "encode")
@@ -126,6 +132,8 @@ class RunSummary:
     """The batch size at the end (smaller than asked for after the backend ran out of memory)."""
     removed_temps: int = 0
     """Temporary files of earlier, killed runs removed from the output folder at the start."""
+    ignored: dict[str, int] = field(default_factory=dict)
+    """Files in the input folders not taken as images, by extension (each one is in the log)."""
     megapixels: float = 0.0
     """Pixels of the images done, in millions."""
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
@@ -227,10 +235,11 @@ def written_result(
     colorizer: ColorizerProtocol, item: PreparedImage, error: BaseException | None
 ) -> FileResult:
     """The record of ``item`` after its write stage ended with ``error`` (None: written)."""
-    seconds = round(time.time() - item.started, 4)
+    stages = {k: round(v, 4) for k, v in item.stage_seconds.items()}
+    seconds = round(sum(item.stage_seconds.values()), 4)
     if error is None:
         model = colorizer.model_name(item.route)
-        return _result(item.job, item.target, "done", None, seconds, model)
+        return _result(item.job, item.target, "done", None, seconds, model, stages)
     if isinstance(error, OutputAlreadyWrittenError):
         return _result(item.job, None, "skipped", str(error), seconds)
     return _result(item.job, None, "failed", _reason(error), seconds)
@@ -275,6 +284,19 @@ class _Recorder:
         if self.on_result:
             self.on_result(result)
 
+    def ignore(self, paths: Sequence[Path]) -> None:
+        """Count and log the files of the input folders that are not taken as images."""
+        with self.lock:
+            for path in paths:
+                kind = ignored_kind(path)
+                self.summary.ignored[kind] = self.summary.ignored.get(kind, 0) + 1
+                record = {"source": str(path), "output": None, "status": "ignored",
+                          "reason": f"not an image file name ({kind})"}  # fmt: skip
+                with contextlib.suppress(OSError):
+                    self.log.write(json.dumps(record) + "\n")
+            with contextlib.suppress(OSError):
+                self.log.flush()
+
     def stop(self, reason: str) -> None:
         """Ask the run to stop after the work in flight (the first reason is kept)."""
         if self.summary.stopped is None:
@@ -293,10 +315,18 @@ class _Recorder:
             write_atomic(path, json.dumps(record, indent=2, default=str).encode(), replace=True)
 
 
-def plan(inputs: Sequence[str | Path], options: RunOptions) -> list[tuple[Job, Path]]:
-    """Jobs with their output paths (earlier runs' outputs in the output folder left out)."""
+def ignored_kind(path: Path) -> str:
+    """How an ignored file is counted: its extension, lower-case (or the name of a dot-file)."""
+    return path.suffix.lower() or (path.name if path.name.startswith(".") else "(none)")
+
+
+def plan(
+    inputs: Sequence[str | Path], options: RunOptions, ignored: list[Path] | None = None
+) -> list[tuple[Job, Path]]:
+    """Jobs with their output paths (earlier runs' outputs in the output folder left out);
+    files of the input folders that are not images are appended to ``ignored``."""
     output_dir = Path(options.output_dir)
-    jobs = discover(inputs, exclude=previous_outputs(output_dir))
+    jobs = discover(inputs, exclude=previous_outputs(output_dir), ignored=ignored)
     sources = {resolved(job.source) for job in jobs}
     planned = []
     for job in jobs:
@@ -319,6 +349,7 @@ def start_run(
     planned: list[tuple[Job, Path]],
     options: RunOptions,
     on_result: Callable[[FileResult], None] | None = None,
+    ignored: Sequence[Path] = (),
 ) -> tuple[_Recorder, deque[tuple[Job, Path]]]:
     """Open a run: check the output folder, remove dead runs' temporary files, open the log and
     record the inputs that need no work (output exists, two inputs with one output).
@@ -332,6 +363,7 @@ def start_run(
     recorder = _Recorder(output_dir / f"{LOG_PREFIX}{stamp}-{os.getpid()}.jsonl", on_result)
     recorder.summary.planned = len(planned)
     recorder.summary.removed_temps = removed_temps
+    recorder.ignore(ignored)
     claimed: dict[Path, Path] = {}
     todo: deque[tuple[Job, Path]] = deque()
     for job, target in planned:
@@ -358,17 +390,19 @@ def run(
     on_result: Callable[[FileResult], None] | None = None,
     planned: list[tuple[Job, Path]] | None = None,
     facts: dict | None = None,
+    ignored: Sequence[Path] | None = None,
 ) -> RunSummary:
     """Colorize every input into ``options.output_dir``; see the module docstring.
 
-    ``planned`` (from :func:`plan`) saves scanning the inputs again when the caller already did;
-    ``facts`` (model, backend, …) go into the run's summary file.
+    ``planned`` and ``ignored`` (from :func:`plan`) save scanning the inputs again when the
+    caller already did; ``facts`` (model, backend, …) go into the run's summary file.
     """
     if planned is None:
-        planned = plan(inputs, options)
+        ignored = []
+        planned = plan(inputs, options, ignored)
     if on_start:
         on_start(len(planned))
-    recorder, todo = start_run(planned, options, on_result)
+    recorder, todo = start_run(planned, options, on_result, ignored or ())
     started = time.perf_counter()
     workers = options.workers or available_cores()
 
@@ -408,7 +442,10 @@ def run(
             t0 = time.perf_counter()
             batch = colorizer.batch_inputs([item.x for item in items])
             ab = colorizer.infer(batch, route=items[0].route)
-            recorder.add_times({"inference": time.perf_counter() - t0})
+            elapsed = time.perf_counter() - t0
+            recorder.add_times({"inference": elapsed})
+            for item in items:
+                item.stage_seconds["inference"] = elapsed / len(items)
         except Exception as exc:  # a backend failure fails this batch's files, not the run
             if is_out_of_memory(exc) and len(items) > 1:
                 batch_limit = min(batch_limit, len(items) // 2)

@@ -16,9 +16,11 @@ import json
 import mimetypes
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 from string import Template
 from urllib.parse import quote
 
@@ -65,6 +67,7 @@ class Entry:
     seconds: float
     model: str | None
     page: int | None
+    stages: dict[str, float] | None = None
 
     @property
     def key(self) -> tuple[str, int | None]:
@@ -101,10 +104,12 @@ def read_runs(output_dir: Path) -> tuple[list[RunInfo], list[Entry]]:
                 entry = Entry(
                     record["source"], record.get("output"), record["status"],
                     record.get("reason"), float(record.get("seconds") or 0.0),
-                    record.get("model"), record.get("page"),
+                    record.get("model"), record.get("page"), record.get("stages"),
                 )  # fmt: skip
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # a line cut short by a killed run
+            if entry.status not in ("done", "skipped", "failed"):
+                continue  # files of the input folders that are not images ("ignored")
             run.records += 1
             previous = latest.get(entry.key)
             if previous is None or previous.status != "done" or entry.status == "done":
@@ -229,7 +234,10 @@ def _card(entry: Entry, index: int, links: FullSizeLinks, px: int) -> str | None
 # ------------------------------------------------------------------------------ the page
 
 
-def _summary_rows(runs: list[RunInfo], counts: dict[str, int]) -> list[tuple[str, str]]:
+def _summary_rows(
+    runs: list[RunInfo], counts: dict[str, int], entries: list[Entry]
+) -> list[tuple[str, str]]:
+    """The summary, built from the files' own records (model, stages), and the runs' times."""
     ended = [r.summary for r in runs if r.summary]
     rows = [
         ("inputs", f"{sum(counts.values()):,}"),
@@ -237,21 +245,32 @@ def _summary_rows(runs: list[RunInfo], counts: dict[str, int]) -> list[tuple[str
          f"{counts['done']:,} / {counts['skipped']:,} / {counts['failed']:,}"),
         ("runs", f"{len(runs)} ({sum(r.summary is None for r in runs)} running or killed)"),
     ]  # fmt: skip
+    done = [x for x in entries if x.status == "done"]
+    models = Counter(x.model or "?" for x in done)
+    if models:
+        rows.append(("model", ", ".join(f"{m} ({n:,})" for m, n in models.most_common())))
+    stages: Counter[str] = Counter()
+    for entry in done:
+        stages.update(entry.stages or {})
+    total = sum(stages.values())
+    if total:
+        shares = ", ".join(f"{k} {v / total:.0%}" for k, v in stages.items())
+        rows.append(("stage shares (files done)", shares))
+        rows.append(("seconds per file done (median)", f"{median(x.seconds for x in done):.2f}"))
     if ended:
         last = ended[-1]
         seconds = sum(s.get("seconds", 0.0) for s in ended)
-        done = sum(s.get("done", 0) for s in ended)
+        made = sum(s.get("done", 0) for s in ended)
         where = last.get("backend", "?") + (" on Ray" if last.get("ray") else "")
         rows += [
-            ("model", f"{last.get('model', '?')} ({last.get('precision', 'fp32')})"),
-            ("backend", where),
-            ("time (ended runs)", f"{seconds:.1f} s, {done / max(seconds, 1e-9):.2f} images/s"),
+            ("backend (last run)", where),
+            ("time (ended runs)", f"{seconds:.1f} s, {made / max(seconds, 1e-9):.2f} images/s"),
             ("megapixels done", f"{sum(s.get('megapixels', 0.0) for s in ended):.1f}"),
         ]  # fmt: skip
-        shares = last.get("stage_shares") or {}
-        if shares:
-            rows.append(("stage shares (last run)",
-                         ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))  # fmt: skip
+        ignored = last.get("ignored") or {}
+        if ignored:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(ignored.items(), key=lambda i: -i[1]))
+            rows.append(("ignored (not images, last run)", f"{sum(ignored.values())} ({kinds})"))
     return rows
 
 
@@ -259,7 +278,7 @@ def _page(output_dir, runs, entries, cards, counts, max_pairs) -> str:
     e = html.escape
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
-                   for k, v in _summary_rows(runs, counts))  # fmt: skip
+                   for k, v in _summary_rows(runs, counts, entries))  # fmt: skip
     run_rows = "".join(
         f"<tr><td>{e(r.log.name)}</td><td>{e(r.state)}</td><td>{r.records}</td>"
         f"<td>{e(str((r.summary or {}).get('started_at', '')))}</td>"

@@ -225,9 +225,10 @@ def colorize_command(
     """
     from engine.auto import ColorizerRecipe
     from engine.backends import BackendError, BackendOptions, backend_names
+    from engine.console import NativeMessages
     from engine.models import ModelError
     from engine.outputs import OutputUnwritableError, prepare_output_dir
-    from engine.pipeline import RunOptions, plan, run
+    from engine.pipeline import RunOptions, plan
 
     if fmt is not None and fmt not in ("jpg", "png", "tif"):
         fail(f"--format {fmt!r}: use jpg, png or tif")
@@ -258,8 +259,9 @@ def colorize_command(
         max_pixels=round(max_pixels * 1e6), all_pages=all_pages,
         memory_budget=memory_budget * 1_000_000 if memory_budget else None,
     )  # fmt: skip
+    ignored: list[Path] = []
     try:
-        planned = plan(inputs, options)
+        planned = plan(inputs, options, ignored)
         prepare_output_dir(output)
     except FileNotFoundError as exc:
         fail(str(exc))
@@ -267,6 +269,9 @@ def colorize_command(
         fail(exc.strerror or str(exc))
     if not planned:
         fail("no images found in the inputs")
+    described = colorizer.describe()
+    if not overwrite:
+        _say_what_earlier_runs_made(planned, output, described)
     columns = (
         TextColumn("[bold]colorize"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:.1f} img/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -284,19 +289,14 @@ def colorize_command(
             done = progress.tasks[0].completed + 1
             progress.update(task, advance=1, rate=done / max(1e-9, time.perf_counter() - started))
 
-        described = colorizer.describe()
+        native = NativeMessages()
+        # the summary file keeps what image libraries printed themselves (never the console)
+        described["decoder_messages"] = native.lines
         try:
-            if ray:
-                described.update(backend=backend)
-                summary, ray_facts = _run_on_ray(
-                    recipe, planned, options, ray_address, ray_workers, ray_gpus_per_worker,
-                    on_result, described,
-                )  # fmt: skip
-                described.update(ray=ray_facts)
-            else:
-                summary = run(
-                    colorizer, inputs, options, on_result=on_result, planned=planned,
-                    facts=described,
+            with native:
+                summary, described = _run(
+                    ray, recipe, colorizer, inputs, (planned, ignored), options, on_result,
+                    described, (backend, ray_address, ray_workers, ray_gpus_per_worker),
                 )  # fmt: skip
         except OutputUnwritableError as exc:
             fail(exc.strerror or str(exc))
@@ -315,7 +315,41 @@ def colorize_command(
         raise typer.Exit(EXIT_FAILED_FILES)
 
 
-def _run_on_ray(recipe, planned, options, address, workers, gpus, on_result, described):
+def _say_what_earlier_runs_made(planned, output: Path, described: dict) -> None:
+    """One line per kind of existing output made with other settings, before the run."""
+    from engine.history import describe_settings, made_otherwise
+
+    found = made_otherwise([target for _, target in planned], output, described)
+    now = describe_settings(described)
+    for settings, count in found.most_common():
+        console.print(
+            f"[yellow]{count} output{'s' if count != 1 else ''} in {escape(str(output))} "
+            f"{'were' if count != 1 else 'was'} made with {escape(settings)}[/yellow]; they are "
+            f"skipped — --overwrite to redo them with {escape(now)}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
+
+def _run(ray, recipe, colorizer, inputs, found, options, on_result, described, ray_args):
+    """The run, local or on Ray; returns its summary and the facts described. ``found``:
+    (planned, ignored) from ``plan``."""
+    from engine.pipeline import run
+
+    planned, ignored = found
+    if ray:
+        backend, address, workers, gpus = ray_args
+        described.update(backend=backend)
+        summary, ray_facts = _run_on_ray(
+            recipe, planned, options, address, workers, gpus, on_result, described, ignored
+        )
+        described.update(ray=ray_facts)
+        return summary, described
+    summary = run(colorizer, inputs, options, on_result=on_result, planned=planned,
+                  facts=described, ignored=ignored)  # fmt: skip
+    return summary, described
+
+
+def _run_on_ray(recipe, planned, options, address, workers, gpus, on_result, described, ignored):
     """The run on Ray (see :mod:`engine.distributed`); one line and exit 2 when Ray fails.
 
     ``described`` (model, backend) goes into the run's summary file, as a local run's does.
@@ -326,7 +360,15 @@ def _run_on_ray(recipe, planned, options, address, workers, gpus, on_result, des
 
     try:
         summary, placement = run_on_ray(
-            recipe, planned, options, address, workers, gpus, on_result, facts=described
+            recipe,
+            planned,
+            options,
+            address,
+            workers,
+            gpus,
+            on_result,
+            facts=described,
+            ignored=ignored,
         )
     except RayRunError as exc:
         fail(str(exc))
@@ -345,4 +387,14 @@ def _print_summary(summary, described: dict, batch_size: int = 0) -> None:
     console.print(table)
     if summary.batch_size and summary.batch_size < batch_size:
         console.print(f"the backend ran out of memory: batch size lowered to {summary.batch_size}")
+    if summary.ignored:
+        console.print(ignored_line(summary.ignored), highlight=False)
     console.print(f"log: {escape(str(summary.log_path))}", highlight=False)
+
+
+def ignored_line(ignored: dict[str, int]) -> str:
+    """``ignored: 12 files (.txt 10, .xml 2), listed in the log`` (most common kind first)."""
+    kinds = sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0]))
+    total = sum(ignored.values())
+    counts = ", ".join(f"{escape(kind)} {n}" for kind, n in kinds)
+    return f"ignored: {total} file{'s' if total != 1 else ''} ({counts}), listed in the log"
