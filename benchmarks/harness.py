@@ -10,6 +10,9 @@ Every combination of mode × backend × precision × batch asked for runs in one
   stage, and the ratio to ``compute`` measured in the same run.
 
 Peak process RSS (and NVML device memory on NVIDIA GPUs) is sampled during each measurement.
+With ``fresh_process`` (the command line's default) each row runs in a new Python process, so its
+RSS is its own: memory an earlier, larger batch left allocated is not counted again. Each row
+also reports the RSS at its start and its increase.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import cv2
 import numpy as np
 
 from benchmarks.machine import fp32_matmul_peak_gflops, machine_info
-from benchmarks.memory import PeakMemory
+from benchmarks.memory import PeakMemory, rss_bytes
 from benchmarks.stats import latency_summary
 from engine.colorizer import Colorizer
 from engine.models import file_sha256
 from engine.pipeline import RunOptions, run
 
 SAMPLES = Path(__file__).with_name("samples")
+CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "calibration" / "photos"
 MODES = ("compute", "e2e")
 RESULT_KEYS = (
     "mode", "backend", "precision", "batch", "images_per_s", "p50_ms", "p90_ms", "p99_ms",
@@ -64,14 +68,18 @@ class BenchmarkConfig:
     e2e_height: int = 768
     vs: list[tuple[str, str]] = field(default_factory=list)
     matmul_peak: bool = True
+    fresh_process: bool = False
+    """Measure each row in a new process (its RSS is then its own)."""
 
 
 def sample_photos(directory: Path = SAMPLES) -> list[Path]:
-    """The colour photos in ``directory`` (recursively)."""
-    photos = sorted(p for p in directory.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
-    if not photos:
-        raise BenchmarkError(f"{directory}: no sample photos")
-    return photos
+    """The colour photos in ``directory`` (recursively); when it has none (an install without
+    the samples), the calibration photos that ship with the package."""
+    for folder in (directory, CALIBRATION_PHOTOS):
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+        if found:
+            return found
+    raise BenchmarkError(f"{directory}: no sample photos (nor any in {CALIBRATION_PHOTOS})")
 
 
 def make_gray_folder(
@@ -144,6 +152,7 @@ class Harness:
         for _ in range(self.config.warmup):
             colorizer.infer(x)
         times: list[float] = []
+        before = rss_bytes()
         with PeakMemory() as peak:
             started = time.perf_counter()
             while (
@@ -158,6 +167,7 @@ class Harness:
             "mode": "compute", "backend": backend, "precision": precision, "batch": batch,
             **stats, "gflops": self._gflops(colorizer, stats["images_per_s"]),
             "peak_rss_mb": peak.rss_mb, "peak_vram_mb": peak.vram_mb,
+            "rss_before_mb": before / 2**20, "rss_increase_mb": peak.rss_mb - before / 2**20,
             "size": colorizer.size, "transfer_ms": None,
         }  # fmt: skip
 
@@ -167,6 +177,7 @@ class Harness:
         try:
             warm = sorted(folder.glob("*"))[: 2 * batch]
             run(colorizer, warm, RunOptions(work / "warm", batch_size=batch))
+            before = rss_bytes()
             with PeakMemory() as peak:
                 summary = run(colorizer, [folder], RunOptions(work / "out", batch_size=batch))
             records = [json.loads(line) for line in Path(summary.log_path).read_text().splitlines()]
@@ -181,11 +192,18 @@ class Harness:
             "mode": "e2e", "backend": backend, "precision": precision, "batch": batch,
             **stats, "gflops": self._gflops(colorizer, summary.images_per_s),
             "peak_rss_mb": peak.rss_mb, "peak_vram_mb": peak.vram_mb,
+            "rss_before_mb": before / 2**20, "rss_increase_mb": peak.rss_mb - before / 2**20,
             "size": colorizer.size, "images": summary.done,
             "megapixels_per_s": summary.megapixels / summary.seconds,
             "stage_shares": {k: round(v, 4) for k, v in summary.stage_shares.items()},
             "ratio_to_compute": None,
         }  # fmt: skip
+
+    def row(self, mode: str, backend: str, precision: str, batch: int, folder: Path | None):
+        """One measurement: ``compute`` or ``e2e`` (on ``folder``)."""
+        if mode == "compute":
+            return self.compute(backend, precision, batch)
+        return self.e2e(backend, precision, batch, folder)
 
     def compare(self, a: str, b: str, batch: int, rounds: int = 3) -> dict:
         """images/s of ``a`` over ``b`` (``backend:precision``), measured back to back in turns."""
@@ -222,10 +240,9 @@ class Harness:
             for backend, precision in combos:
                 for batch in cfg.batches:
                     for mode in cfg.modes:
-                        if mode == "compute":
-                            result = self.compute(backend, precision, batch)
-                        else:
-                            result = self.e2e(backend, precision, batch, folder)
+                        row = (mode, backend, precision, batch, folder if mode == "e2e" else None)
+                        fresh = cfg.fresh_process
+                        result = _in_fresh_process(cfg, row) if fresh else self.row(*row)
                         results.append(result)
                         if on_result:
                             on_result(result)
@@ -246,6 +263,20 @@ class Harness:
             "results": results,
             "comparisons": comparisons,
         }
+
+
+def _measure_row(config: BenchmarkConfig, row: tuple) -> dict:
+    """A row measured by a new harness (run in a fresh process by :func:`_in_fresh_process`)."""
+    return Harness(config).row(*row)
+
+
+def _in_fresh_process(config: BenchmarkConfig, row: tuple) -> dict:
+    """``row`` measured in a new Python interpreter (``spawn``), so its memory is its own."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_measure_row, (config, row))
 
 
 def _link_ratios(results: list[dict]) -> None:

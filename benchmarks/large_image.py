@@ -22,7 +22,10 @@ from pathlib import Path
 import cv2
 
 from benchmarks.harness import sample_photos
+from benchmarks.machine import provenance
 from engine.memory import BYTES_PER_PIXEL_IN_FLIGHT
+
+RESULTS = Path(__file__).with_name("results")
 
 
 def make_scan(path: Path, width: int, height: int) -> Path:
@@ -67,9 +70,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=20000)
     parser.add_argument("--height", type=int, default=15000)
+    parser.add_argument("--json", type=Path, help="default: results/large-image-WxH.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="large-image-") as workdir:
-        print(json.dumps(measure(args.width, args.height, Path(workdir)), indent=2))
+        result = {**provenance(), **measure(args.width, args.height, Path(workdir))}
+    out = args.json or RESULTS / f"large-image-{args.width}x{args.height}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,32 @@ def machine_info() -> dict:
         "gpus": gpu_info(),
         "versions": {name: v for name in RUNTIMES if (v := _version(name))},
     }
+
+
+def provenance(model: str | None = None, command: str | None = None) -> dict:
+    """What every results file records: the command that made it, the model it measured (the
+    default when None), the machine, and when."""
+    import shlex
+    import sys
+    from datetime import UTC, datetime
+
+    from engine.models import default_model_name
+
+    if command is None:
+        program = Path(sys.argv[0])
+        head = "engine" if program.name == "engine" else f"python -m {_module_of(program)}"
+        command = " ".join([head, *map(shlex.quote, sys.argv[1:])])
+    return {
+        "command": command,
+        "model_name": model or default_model_name(),
+        "machine": machine_info(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _module_of(program: Path) -> str:
+    parts = program.resolve().with_suffix("").parts
+    return ".".join(parts[parts.index("benchmarks") :]) if "benchmarks" in parts else program.stem
 
 
 def fp32_matmul_peak_gflops(

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 
 from benchmarks.harness import sample_photos
-from benchmarks.machine import machine_info
+from benchmarks.machine import machine_info, provenance
 from benchmarks.memory import rss_bytes
 from engine.colorizer import Colorizer
 from engine.pipeline import RunOptions, run
@@ -97,6 +97,7 @@ def main() -> None:
         result = soak(args.files, args.warmup, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    result = {**provenance(), **result}
     result["max_growth"] = args.max_growth
     result["passed"] = result["growth_after_warmup"] < args.max_growth and result["failed"] == 0
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def benchmark_command(
     precision: Annotated[
         str,
         typer.Option(
-            help="Comma-separated precisions: fp32, fp16, int8 (this release ships fp32 models)."
+            help="Comma-separated precisions: fp32, or fp16/int8 (the variants, made on first use); with --backend torch: fp32, fp16 (CUDA), bf16."
         ),
     ] = "fp32",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes, e.g. 1,8,32.")] = "1,8",
@@ -102,6 +102,13 @@ def benchmark_command(
             help="Bounds for an RTX 3060 12 GB deployment (see README): ≥200 images/s, ≤2048 MB VRAM, p99 ≤250 ms; explicit bounds override them.",
         ),
     ] = False,
+    fresh_process: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-process/--same-process",
+            help="Measure each row in a new process, so its peak RSS is its own (default); --same-process is faster but a row's RSS then includes what earlier rows left allocated.",
+        ),
+    ] = True,
     matmul_peak: Annotated[
         bool,
         typer.Option(
@@ -113,6 +120,7 @@ def benchmark_command(
     """Measure throughput, latency percentiles, GFLOP/s and peak memory; check bounds."""
     from benchmarks import report as reports
     from benchmarks.harness import BenchmarkConfig, BenchmarkError, Harness, parse_vs
+    from benchmarks.machine import provenance
 
     try:
         config = BenchmarkConfig(
@@ -120,7 +128,7 @@ def benchmark_command(
             batches=csv_list(batch, int), model=model, size=size, min_runs=min_runs,
             min_seconds=min_seconds, warmup=warmup, threads=threads, e2e_input=input_dir,
             e2e_count=count, e2e_width=width, e2e_height=height, vs=parse_vs(vs),
-            matmul_peak=matmul_peak,
+            matmul_peak=matmul_peak, fresh_process=fresh_process,
         )  # fmt: skip
         if input_dir is not None and not input_dir.is_dir():
             fail(f"--input {input_dir}: not a folder")
@@ -142,6 +150,7 @@ def benchmark_command(
         console.print(
             f"{c['a']} vs {c['b']} (batch {c['batch']}): {c['ratio']:.2f}×", highlight=False
         )
+    report = {**provenance(report["model"]["name"]), **report}  # command, model, when
     if json_path:
         reports.write_json(report, json_path)
     if markdown_path:
