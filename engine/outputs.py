@@ -92,6 +92,22 @@ def check_inside(path: Path, root: Path) -> None:
         raise ImageError(f"output {path} would be written outside the output folder (to {real})")
 
 
+def make_folders(folder: Path, root: Path | None = None) -> None:
+    """``mkdir -p folder``; with ``root``, each existing folder on the way is checked to lie
+    inside ``root`` before anything is created in it (and each created one after)."""
+    if root is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    check_inside(folder / "-", root)
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        check_inside(created / "-", root)  # a link planted meanwhile
+
+
 def temp_name(name: str) -> str:
     """A temporary file name for ``name``: marker, host, process, random part, then the name."""
     prefix = f"{TEMP_MARKER}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
@@ -162,14 +178,15 @@ def write_atomic(
 ) -> None:
     """Write ``data`` to a temporary file beside ``path`` and move it into place.
 
-    With ``root``, the real destination must lie inside it (checked after the folders exist, so a
-    symbolic link anywhere on the way is seen). Without ``replace`` an existing ``path`` is left
+    With ``root``, the real destination must lie inside it: each folder on the way is checked
+    before a folder is created in it, so a symbolic link anywhere on the way is seen before
+    anything is made outside ``root``. Without ``replace`` an existing ``path`` is left
     alone (:class:`OutputAlreadyWrittenError`). A full, read-only or forbidden destination raises
     :class:`OutputUnwritableError`.
     """
     tmp = path.with_name(temp_name(path.name))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent, root)
         if root is not None:
             check_inside(path, root)
         with open(tmp, "wb") as f:

@@ -85,6 +85,8 @@ def test_outputs_never_escape_the_output_folder(tmp_path):
     (corpus / "box").mkdir(parents=True)
     gray = np.full((8, 8), 100, np.uint8)
     cv2.imwrite(str(corpus / "box" / "a.png"), gray)
+    (corpus / "box" / "sub" / "deeper").mkdir(parents=True)  # two folder levels below the link
+    cv2.imwrite(str(corpus / "box" / "sub" / "deeper" / "c.png"), gray)
     cv2.imwrite(str(corpus / "b.png"), gray)
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     out.mkdir()
@@ -93,7 +95,8 @@ def test_outputs_never_escape_the_output_folder(tmp_path):
     result = runner.invoke(app, ["colorize", str(corpus), "-o", str(out)])
     assert result.exit_code == 1
     assert "would be written outside the output folder" in result.output
-    assert not list(elsewhere.iterdir())
+    assert result.output.count("would be written outside the output folder") == 2
+    assert not list(elsewhere.iterdir())  # not even an empty folder was made there
     assert (out / "b.png").is_file()
 
 
