@@ -72,9 +72,10 @@ class BenchmarkConfig:
     """Measure each row in a new process (its RSS is then its own)."""
 
 
-def sample_photos(directory: Path = SAMPLES) -> list[Path]:
+def sample_photos(directory: Path | None = None) -> list[Path]:
     """The colour photos in ``directory`` (recursively); when it has none (an install without
     the samples), the calibration photos that ship with the package."""
+    directory = directory or SAMPLES
     for folder in (directory, CALIBRATION_PHOTOS):
         found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
         if found:
@@ -83,7 +84,7 @@ def sample_photos(directory: Path = SAMPLES) -> list[Path]:
 
 
 def make_gray_folder(
-    dest: Path, count: int, width: int, height: int, source: Path = SAMPLES
+    dest: Path, count: int, width: int, height: int, source: Path | None = None
 ) -> Path:
     """``count`` grayscale JPEGs of ``width×height`` made from the real photos in ``source``."""
     photos = sample_photos(source)

@@ -1,56 +1,171 @@
-"""Regenerate the README's measured-performance section from ``benchmarks/results/``.
+"""Every measured figure in README.md and MODELS.md, regenerated from its committed results file.
 
-``python -m benchmarks.readme`` replaces the text between the ``benchmarks:start`` and
-``benchmarks:end`` markers with the markdown of every harness report (``*.json`` with a
-``results`` list) and the issue-3 comparison (``throughput.json``) found there.
+``python -m benchmarks.readme`` rewrites, in both documents:
+
+* **blocks** between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``: ``benchmarks`` (every
+  ``engine benchmark`` report in ``benchmarks/results/`` but the memory runs), ``memory`` (peak
+  RSS per model and batch, ``memory-*.json``), ``reliability`` (``soak.json``,
+  ``large-image-*.json``) and ``comparison`` (``trainer/checkpoints/eval/comparison.json``);
+* **inline figures** ``<!-- fig FILE PATH FORMAT -->text<!-- /fig -->``: the value at ``PATH`` in
+  the JSON ``FILE`` (relative to the repository), formatted with Python's ``FORMAT`` spec. A path
+  is dot-separated keys; ``key[a=1,b=x]`` picks the first item of a list whose fields match.
+
+:func:`stale` lists what differs; a test keeps it empty, so a figure in the prose cannot drift
+from the file it came from. Every results file names its command, model and machine.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.report import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("results")
-START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+DOCUMENTS = (ROOT / "README.md", ROOT / "MODELS.md")
+COMPARISON = ROOT / "trainer" / "checkpoints" / "eval" / "comparison.json"
+FIGURE = re.compile(r"<!-- fig (\S+) (\S+) (\S*) -->(.*?)<!-- /fig -->", re.S)
+
+
+def _machine_line(data: dict) -> str:
+    machine = data.get("machine", {})
+    return f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
 
 
 def section(results: Path | None = None) -> str:
+    """The ``benchmarks`` block: each harness report (not the memory runs) as a table."""
     results = results or RESULTS
     parts = []
     for path in sorted(results.glob("*.json")):
         data = json.loads(path.read_text())
-        if "results" in data:
-            cmd = data.get("command", "engine benchmark")
-            parts.append(f"#### {path.stem}\n\n`{cmd}`\n\n{markdown(data)}")
-    throughput = results / "throughput.json"
-    if throughput.exists():
-        t = json.loads(throughput.read_text())
-        s = t["settings"]
-        torch = t["torch_eager_fp32_images_per_s"]
-        ratio = t["ort_over_torch"]
-        parts.append(
-            "#### ORT vs end to end vs PyTorch eager (`python -m benchmarks.throughput`)\n\n"
-            f"{s['count']} gray {s['width']}×{s['height']} JPEGs, batch {s['batch']}, "
-            f"same machine and process: ORT alone **{t['ort_compute_images_per_s']:.1f}** "
-            f"images/s; `engine colorize` end to end **{t['e2e_images_per_s']:.1f}** "
-            f"({t['e2e_over_compute']:.0%} of ORT alone); PyTorch eager FP32 "
-            f"{torch.get('nchw', 0):.1f} (NCHW) / {torch.get('channels_last', 0):.1f} "
-            f"(channels-last), so ORT is {ratio.get('nchw', 0):.1f}× / "
-            f"{ratio.get('channels_last', 0):.1f}× faster.\n"
-        )
+        if "results" in data and not path.name.startswith("memory-"):
+            parts.append(f"#### {path.stem}\n\n`{data.get('command', '?')}`\n\n{markdown(data)}")
     return "\n".join(parts)
 
 
-def update(readme: Path = ROOT / "README.md") -> None:
-    text = readme.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"{readme}: no {START} … {END} markers")
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{section()}\n{END}", text))
+def memory_table(results: Path | None = None) -> str:
+    """The ``memory`` block: peak RSS of the whole ``engine colorize`` pipeline per model and
+    batch, each row in a fresh process."""
+    results = results or RESULTS
+    rows, machine, command = [], "?", "?"
+    for path in sorted(results.glob("memory-*.json")):
+        data = json.loads(path.read_text())
+        machine, command = _machine_line(data), data.get("command", "?")
+        for r in data["results"]:
+            rows.append(
+                f"| `{data['model_name']}` | {r['batch']} | {r['peak_rss_mb']:,.0f} | "
+                f"{r['images_per_s']:.1f} |"
+            )
+    if not rows:
+        return ""
+    head = (
+        f"Peak RSS of `engine colorize` end to end (1024×768 JPEGs, each row a fresh process; "
+        f"{machine}; e.g. `{command}`):\n\n"
+        "| model | batch | peak RSS MB | images/s |\n|---|---:|---:|---:|"
+    )
+    return head + "\n" + "\n".join(rows)
+
+
+def reliability_table(results: Path | None = None) -> str:
+    """The ``reliability`` block: the soak and the largest-image runs."""
+    results = results or RESULTS
+    lines = ["| check | command | model | result |", "|---|---|---|---|"]
+    soak = results / "soak.json"
+    if soak.exists():
+        s = json.loads(soak.read_text())
+        rss = s["rss_mb"]
+        warm = next(k for k in rss if k.startswith("after_"))
+        lines.append(
+            f"| soak: {s['files']:,} files (JPEG/PNG, 300×400 … 1600×1200), one run | "
+            f"`{s['command']}` | `{s['model_name']}` | {s['seconds']:.1f} s, "
+            f"{s['images_per_s']:.1f} img/s; RSS {rss[warm]:.0f} MB after "
+            f"{warm.removeprefix('after_')} files, peak {rss['peak']:.0f} MB, {rss['end']:.0f} MB "
+            f"at the end ({s['growth_after_warmup']:+.1%}; bound: +{s['max_growth']:.0%}) |"
+        )
+    for path in sorted(results.glob("large-image-*.json")):
+        big = json.loads(path.read_text())
+        lines.append(
+            f"| one {big['width']}×{big['height']} gray JPEG ({big['megapixels']:.0f} MP) | "
+            f"`{big['command']}` | `{big['model_name']}` | {big['seconds']:.1f} s, peak RSS "
+            f"{big['peak_rss_mb']['large_image_run']:,} MB: {big['large_image_bytes_per_pixel']}"
+            f" bytes per pixel above a small image's run (bound: {big['bound_bytes_per_pixel']}) |"
+        )
+    return "\n".join(lines)
+
+
+def comparison_table() -> str:
+    from trainer.compare import markdown_table
+
+    return markdown_table(json.loads(COMPARISON.read_text()))
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "benchmarks": section,
+    "memory": memory_table,
+    "reliability": reliability_table,
+    "comparison": comparison_table,
+}
+
+
+def _select(data, path: str):
+    for part in re.findall(r"[^.\[]+(?:\[[^\]]*\])?", path):
+        name, _, where = part.partition("[")
+        if name:
+            data = data[int(name)] if isinstance(data, list) else data[name]
+        if where:
+            wanted = dict(item.split("=", 1) for item in where.rstrip("]").split(","))
+            data = next(
+                item for item in data
+                if all(str(item.get(k)) == v for k, v in wanted.items())
+            )  # fmt: skip
+    return data
+
+
+def figure(file: str, path: str, spec: str) -> str:
+    """The text of one inline figure."""
+    value = _select(json.loads((ROOT / file).read_text()), path)
+    return format(value, spec) if spec else str(value)
+
+
+def regenerate(text: str, blocks: dict[str, Callable[[], str]] | None = None) -> str:
+    """``text`` with every block it has and every inline figure made anew."""
+    blocks = BLOCKS if blocks is None else blocks
+    for name, make in blocks.items():
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        if start in text:
+            pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+            block = f"{start}\n{make()}\n{end}"
+            text = pattern.sub(lambda _, block=block: block, text)
+
+    def one(match: re.Match) -> str:
+        file, path, spec, _ = match.groups()
+        return f"<!-- fig {file} {path} {spec} -->{figure(file, path, spec)}<!-- /fig -->"
+
+    return FIGURE.sub(one, text)
+
+
+def stale(documents: tuple[Path, ...] = DOCUMENTS) -> list[str]:
+    """What differs from its results file: ``document: block NAME`` or ``document: figure``."""
+    found = []
+    for document in documents:
+        text = document.read_text()
+        for name, make in BLOCKS.items():
+            start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+            if start in text and text.split(start)[1].split(end)[0].strip() != make().strip():
+                found.append(f"{document.name}: block {name}")
+        for match in FIGURE.finditer(text):
+            file, path, spec, shown = match.groups()
+            if figure(file, path, spec) != shown:
+                found.append(f"{document.name}: figure {file} {path} shows {shown!r}")
+    return found
+
+
+def update(documents: tuple[Path, ...] = DOCUMENTS) -> None:
+    for document in documents:
+        document.write_text(regenerate(document.read_text()))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ class AutoColorizer:
             raise ModelError("the auto models must share their input size and normalisation")
         self.first = next(iter(self.models.values()))
         self.size = self.first.size
+        figures = [c.working_mb_per_image for c in built.values()]
+        self.working_mb_per_image = None if None in figures else max(figures)
 
     def route(self, pixels: np.ndarray) -> str:
         """Which model colorizes ``pixels`` (its category)."""

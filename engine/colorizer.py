@@ -18,6 +18,7 @@ from engine.models import (
     read_model_config,
     resolve_model,
     verify,
+    working_mb_per_image,
 )
 
 
@@ -63,6 +64,8 @@ class Colorizer:
             None if backend is None else create_backend(backend, str(self.spec.path), self.options)
         )
         self.device_stages = self._device_stages(device_resident)
+        self.working_mb_per_image = working_mb_per_image(self.spec.name)
+        """Measured working memory per image of a batch (None: never measured)."""
 
     def _device_stages(self, wanted: bool | None):
         """The GPU-resident stages where the backend keeps tensors on a device, else None."""

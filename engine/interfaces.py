@@ -17,6 +17,8 @@ class ColorizerProtocol(Protocol):
     pipelines only pass them on, and ``batch_inputs`` stacks them."""
 
     size: int
+    working_mb_per_image: float | None
+    """Backend working memory per image of a batch, measured per shipped model (None: not)."""
 
     def preprocess(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 

@@ -1,7 +1,9 @@
 """How much memory the images of a run may hold at once, and the pixel limit.
 
-Peak memory of a run ≈ the backend's (model and arena) + the images in flight, which
-:class:`MemoryBudget` bounds by ``--memory-budget``. An image's share is estimated from its
+Peak memory of a run ≈ the backend's (model and its working memory, which grows with the batch:
+:func:`default_batch_size` picks a batch that fits) + the images in flight, which
+:class:`MemoryBudget` bounds by ``--memory-budget`` (default: a quarter of RAM less the
+backend's working memory). An image's share is estimated from its
 header before it is decoded (:func:`image_cost`): ``8 × bytes per sample × pixels`` covers the
 decoded input (up to 4 samples per pixel), the output (up to 4) and the encoded file. The
 pre- and post-processing work in row tiles and strips of a few MB, so no full-resolution float
@@ -35,13 +37,33 @@ def image_cost(path: Path) -> int:
         return 0
 
 
-def default_memory_budget() -> int:
-    """A quarter of the machine's RAM, and at least 1 GiB."""
+def total_memory() -> int:
+    """The machine's RAM in bytes (8 GiB where it cannot be read)."""
     try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        total = 8 << 30
-    return max(1 << 30, total // 4)
+        return 8 << 30
+
+
+BATCH_CHOICES = (8, 4, 2, 1)
+"""Default batch sizes tried, largest first (larger batches are no faster on a CPU)."""
+UNMEASURED_MB_PER_IMAGE = 100.0
+"""Working memory assumed per image of a batch for a model never measured (a user's .onnx)."""
+
+
+def default_batch_size(mb_per_image: float | None, total: int | None = None) -> int:
+    """The largest of :data:`BATCH_CHOICES` whose backend working memory (``mb_per_image`` per
+    image of the batch, measured per shipped model: ``working_mb_per_image`` in the manifest)
+    fits an eighth of RAM: 1 GiB on an 8 GiB laptop, which then keeps a quarter for the images
+    in flight and the rest for everything else."""
+    room = (total or total_memory()) / 8 / 2**20
+    per_image = mb_per_image or UNMEASURED_MB_PER_IMAGE
+    return next((b for b in BATCH_CHOICES if b * per_image <= room), 1)
+
+
+def default_memory_budget(backend_bytes: int = 0, total: int | None = None) -> int:
+    """A quarter of the machine's RAM less the backend's working memory, at least 1 GiB."""
+    return max(1 << 30, (total or total_memory()) // 4 - backend_bytes)
 
 
 class MemoryBudget:

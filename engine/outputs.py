@@ -205,6 +205,10 @@ def write_atomic(
 
 def prepare_output_dir(output_dir: Path) -> None:
     """Create ``output_dir`` and prove a file can be written there (one clear error if not)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputUnwritableError(
+            errno.ENOTDIR, f"the output folder {output_dir} is a file, not a folder"
+        )
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = output_dir / temp_name("probe")

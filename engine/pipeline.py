@@ -414,7 +414,10 @@ def run(
     lookahead = 2 * options.batch_size + workers  # images decoded ahead, and written behind
     slots = threading.BoundedSemaphore(lookahead)
 
-    budget = MemoryBudget(options.memory_budget or default_memory_budget())
+    working = (getattr(colorizer, "working_mb_per_image", None) or 0) * 2**20
+    budget = MemoryBudget(
+        options.memory_budget or default_memory_budget(int(working * options.batch_size))
+    )
 
     def on_written(item: PreparedImage, future: Future) -> None:
         slots.release()

@@ -126,7 +126,39 @@ def model_entry(path: Path, models_dir: Path) -> dict:
         },
         "evaluation": _figures(name, config["category"]),
         "parity_max_abs_ab": report.parity_max_abs_ab,
+        **working_memory(name),
     }
+
+
+MEMORY_RESULTS = ROOT / "benchmarks" / "results"
+
+
+def working_memory(name: str, results: Path = MEMORY_RESULTS) -> dict:
+    """``working_mb_per_image``: how much a run's peak RSS grows per image of the batch, from
+    ``benchmarks/results/memory-<name>.json`` (the slope between its smallest and largest
+    batch, each measured in a fresh process); {} when the model was not measured."""
+    path = results / f"memory-{name}.json"
+    if not path.exists():  # a category model: its family's general model, the same network
+        path = results / f"memory-{name.rsplit('-', 1)[0]}-general.json"
+    if not path.exists():
+        return {}
+    rows = sorted(json.loads(path.read_text())["results"], key=lambda r: r["batch"])
+    low, high = rows[0], rows[-1]
+    if high["batch"] == low["batch"]:
+        return {}
+    slope = (high["peak_rss_mb"] - low["peak_rss_mb"]) / (high["batch"] - low["batch"])
+    return {"working_mb_per_image": round(max(slope, 1.0), 1), "working_mb_source": path.name}
+
+
+def update_working_memory(models_dir: Path = MODELS_DIR) -> dict:
+    """Rewrite only the working-memory figures of the manifest's models (after a memory run)."""
+    manifest = json.loads((models_dir / MANIFEST.name).read_text())
+    for entry in manifest["models"]:
+        entry.pop("working_mb_per_image", None)
+        entry.pop("working_mb_source", None)
+        entry.update(working_memory(entry["name"]))
+    (models_dir / MANIFEST.name).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
 
 
 def ship(checkpoints: Path = CHECKPOINTS, models_dir: Path = MODELS_DIR) -> dict:
@@ -157,8 +189,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--auto-only", action="store_true", help="only refresh the auto table")
     parser.add_argument("--only", help="export only this checkpoint (e.g. vivid-general)")
+    parser.add_argument(
+        "--memory-only", action="store_true",
+        help="only refresh working_mb_per_image (from benchmarks/results/memory-*.json)",
+    )  # fmt: skip
     args = parser.parse_args()
-    if args.auto_only:
+    if args.memory_only:
+        update_working_memory()
+    elif args.auto_only:
         update_auto()
     elif args.only:
         ship_one(args.only)

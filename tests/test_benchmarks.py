@@ -117,8 +117,9 @@ def test_readme_section_is_generated_from_results(tmp_path, report, monkeypatch)
     (results / "cpu.json").write_text(json.dumps({**report, "command": "engine benchmark -x"}))
     monkeypatch.setattr(readme, "RESULTS", results)
     page = tmp_path / "README.md"
-    page.write_text(f"# T\n\n{readme.START}\nold figures\n{readme.END}\n\nrest\n")
-    readme.update(page)
+    start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+    page.write_text(f"# T\n\n{start}\nold figures\n{end}\n\nrest\n")
+    readme.update((page,))
     text = page.read_text()
     assert "old figures" not in text and "`engine benchmark -x`" in text
     assert "| compute | ort:fp32 | 1 |" in text and text.endswith("rest\n")

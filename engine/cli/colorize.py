@@ -25,6 +25,13 @@ from typer.core import TyperCommand
 
 from engine.cli.app import EXIT_FAILED_FILES, EXIT_INTERRUPTED, EXIT_OUTPUT_UNWRITABLE, app
 from engine.clitools import console, fail, parse_boost
+from engine.models import default_model_name
+
+MODEL_HELP = (
+    "Shipped model name or category (see `engine models`), 'auto' (a small classifier picks the "
+    "landscape, people or general model for each photo), or a path to a .onnx model. Default: "
+    f"{default_model_name()}."
+)
 
 RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.-]+:\d+)$")
 """What ``--ray`` takes as an address when it follows the flag (an existing path is an input)."""
@@ -83,7 +90,7 @@ def colorize_command(
         typer.Option(
             "--model",
             "-m",
-            help="Shipped model name or category (see `engine models`), 'auto' (a small classifier picks the landscape, people or general model for each photo), or a path to a .onnx model. Default: the general model.",
+            help=MODEL_HELP,
         ),
     ] = None,
     backend: Annotated[
@@ -95,8 +102,13 @@ def colorize_command(
         ),
     ] = "ort",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Images per backend call.")
-    ] = 8,
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Images per backend call. Default: the largest of 8, 4, 2, 1 whose working memory (measured per model, see README: Memory) fits an eighth of this machine's RAM.",
+        ),
+    ] = None,
     size: Annotated[
         int | None,
         typer.Option(
@@ -226,7 +238,8 @@ def colorize_command(
     from engine.auto import ColorizerRecipe
     from engine.backends import BackendError, BackendOptions, backend_names
     from engine.console import NativeMessages
-    from engine.models import ModelError
+    from engine.memory import default_batch_size
+    from engine.models import ModelError, working_mb_per_image
     from engine.outputs import OutputUnwritableError, prepare_output_dir
     from engine.pipeline import RunOptions, plan
 
@@ -244,6 +257,8 @@ def colorize_command(
             fail(str(exc))
         if backend not in backend_names():
             fail(f"unknown backend {backend!r}; choose one of: {', '.join(backend_names())}")
+    if batch_size is None:
+        batch_size = default_batch_size(working_mb_per_image(model))
     backend_options = BackendOptions(
         size=size, batch=batch_size, max_batch=max(32, batch_size), threads=threads,
         precision=precision,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import engine
@@ -55,5 +56,5 @@ def info_command(
             value = "\n".join(f"{k}: {v}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(value)
-        table.add_row(key, str(value))
+        table.add_row(escape(key), escape(str(value)))  # "[trt]" in hints is text, not markup
     Console().print(table)

@@ -59,6 +59,16 @@ def models_command(
             for p in ("fp16", "int8")
         }
 
+    def variant_cell(info) -> str:
+        """Each made variant's RGB PSNR against its FP32 model; '-' where not made yet."""
+        cells = []
+        for precision in ("fp16", "int8"):
+            found = verified_variant(info, precision)
+            record = (variant_record(found.path) or {}) if found else {}
+            psnr = record.get("accuracy_vs_fp32", {}).get("psnr_vs_fp32")
+            cells.append("-" if not found else f"{psnr:.1f} dB" if psnr else "made")
+        return " / ".join(cells)
+
     if as_json:
         entries = [
             {"name": m.name, "category": m.category, "file": str(m.path), "sha256": m.sha256,
@@ -95,11 +105,12 @@ def models_command(
             ",".join(str(b) for b in m.summary.get("boost", [])),
             fmt(model_fig, "psnr", 2), fmt(gray_fig, "psnr", 2),
             fmt(model_fig, "auc", 4), fmt(gray_fig, "auc", 4), fmt(model_fig, "hue", 3),
-            " / ".join("cached" if v == "cached" else "-" for v in variants(m).values()),
+            variant_cell(m),
         )  # fmt: skip
     Console().print(table)
     Console().print(
-        "fp16 / int8: '-' = made once, on first use of --precision, into the user cache; "
+        "fp16 / int8: RGB PSNR of each made variant against its FP32 model; '-' = made once, on "
+        "first use of --precision, into the user cache; "
         "`engine models --make NAME --precision int8` makes one now.",
         highlight=False,
     )

@@ -141,6 +141,30 @@ def auto_table() -> tuple[dict[str, str], str | None]:
     return dict(auto["models"]), auto.get("classifier_sha256")
 
 
+def working_mb_per_image(model: str | Path | None = None) -> float | None:
+    """Measured working memory per image of a batch (``working_mb_per_image`` in the manifest,
+    from ``benchmarks/results/memory-*.json``) of a shipped model, a category's model, or the
+    largest among ``auto``'s models; None for a model never measured (a user's file). Its
+    variants are taken to need what it needs."""
+    text = None if model is None else str(model)
+    if text == "auto":
+        try:
+            names = set(auto_table()[0].values())
+        except ModelError:
+            return None
+        figures = [working_mb_per_image(name) for name in names]
+        known = [f for f in figures if f is not None]
+        return max(known) if known and len(known) == len(figures) else None
+    try:
+        name = resolve_model(text).name
+    except ModelError:
+        return None
+    for info in shipped_models():
+        if info.name == name:
+            return info.summary.get("working_mb_per_image")
+    return None
+
+
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -209,7 +233,10 @@ def _resolve_base(spec: str | Path | None) -> ModelSpec:
             raise ModelError(f"{path}: no such model file")
         return ModelSpec(path, path.stem)
     known = ", ".join(sorted({*by_name, *(m.category for m in models)}))
-    raise ModelError(f"unknown model {text!r}; known: {known} (or a path to a .onnx file)")
+    raise ModelError(
+        f"unknown model {text!r}; known: {known}, auto (a model per photo), or a path to a .onnx "
+        "file; each name's FP16/INT8 variant is --precision fp16|int8 (`engine models`)"
+    )
 
 
 def file_sha256(path: Path) -> str:
