@@ -249,7 +249,6 @@ def stage_end_to_end(settings: Settings, deadline: float) -> dict:
     from engine.device_colorizer import decode_jpegs
     from engine.pipeline import RunOptions, run
 
-    torch = _torch()
     photos = _gray_photos(None, settings.photo_shape)
     datas = [
         cv2.imencode(".jpg", photos[i % len(photos)], [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
@@ -295,7 +294,6 @@ def stage_end_to_end(settings: Settings, deadline: float) -> dict:
             summary = run(chosen, [source], options)
             results[f"{name}_images_per_s"] = summary.done / summary.seconds
             results[f"{name}_failed"] = summary.failed
-    del torch
     return results
 
 
