@@ -11,8 +11,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from engine.io import LOG_PREFIX, resolved
-from engine.outputs import summary_path
+from engine.io import resolved
+from engine.outputs import earlier_records, summary_path
 
 SETTINGS = ("model", "precision", "size", "boost")
 """What makes two runs' outputs differ."""
@@ -36,23 +36,20 @@ def output_settings(output_dir: Path) -> dict[Path, dict]:
     """Resolved output path → the settings of the run that wrote it (the latest such run);
     a file's own model (``--model auto``) replaces the run's."""
     made: dict[Path, dict] = {}
-    if not output_dir.is_dir():
-        return made
-    for log in sorted(output_dir.glob(f"{LOG_PREFIX}*.jsonl")):
-        try:
-            facts = json.loads(summary_path(log).read_text())
-        except (OSError, json.JSONDecodeError):
-            facts = {}  # a killed run: its files' own records still name their model
-        for line in log.read_text(errors="replace").splitlines():
+    facts_of: dict[Path, dict] = {}
+    for log, record in earlier_records(output_dir):
+        if record.get("status") != "done" or not record.get("output"):
+            continue
+        if log not in facts_of:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("status") == "done" and record.get("output"):
-                settings = _settings(facts)
-                if facts.get("model") != "auto" and record.get("model"):
-                    settings["model"] = record["model"]
-                made[resolved(Path(record["output"]))] = settings
+                facts_of[log] = json.loads(summary_path(log).read_text())
+            except (OSError, json.JSONDecodeError):
+                facts_of[log] = {}  # a killed run: its files' own records still name their model
+        facts = facts_of[log]
+        settings = _settings(facts)
+        if facts.get("model") != "auto" and record.get("model"):
+            settings["model"] = record["model"]
+        made[resolved(Path(record["output"]))] = settings
     return made
 
 

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.io import IMAGE_EXTENSIONS, LOG_PREFIX, TEMP_MARKER, ImageError, Job, resolved
@@ -52,18 +53,26 @@ def summary_path(log_path: Path) -> Path:
     return log_path.with_suffix(".summary.json")
 
 
-def previous_outputs(output_dir: Path) -> set[Path]:
-    """Resolved paths of files that earlier runs' logs in ``output_dir`` say they wrote."""
-    outputs: set[Path] = set()
+def earlier_records(output_dir: Path) -> Iterator[tuple[Path, dict]]:
+    """Every file record of the run logs in ``output_dir``, oldest log first, with its log's
+    path; lines that are not JSON (a run killed mid-line) are passed over."""
     for log in sorted(output_dir.glob(f"{LOG_PREFIX}*.jsonl")) if output_dir.is_dir() else ():
         for line in log.read_text(errors="replace").splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if record.get("output"):
-                outputs.add(resolved(Path(record["output"])))
-    return outputs
+            if isinstance(record, dict):
+                yield log, record
+
+
+def previous_outputs(output_dir: Path) -> set[Path]:
+    """Resolved paths of files that earlier runs' logs in ``output_dir`` say they wrote."""
+    return {
+        resolved(Path(record["output"]))
+        for _, record in earlier_records(output_dir)
+        if record.get("output")
+    }
 
 
 def output_path(
