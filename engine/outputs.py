@@ -103,10 +103,13 @@ def check_inside(path: Path, root: Path) -> None:
 
 def make_folders(folder: Path, root: Path | None = None) -> None:
     """``mkdir -p folder``; with ``root``, each existing folder on the way is checked to lie
-    inside ``root`` before anything is created in it (and each created one after)."""
+    inside ``root`` before anything is created in it (and each created one after). ``root``
+    itself, the output folder the user named, is made first if it does not exist."""
     if root is None:
         folder.mkdir(parents=True, exist_ok=True)
         return
+    if not os.path.lexists(root):
+        root.mkdir(parents=True, exist_ok=True)
     missing = []
     while not os.path.lexists(folder) and folder != folder.parent:
         missing.append(folder)

@@ -72,3 +72,11 @@ def test_hostile_file_names_are_only_names(tmp_path, monkeypatch, name):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / name).is_file()
     assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_an_output_folder_that_does_not_exist_yet_is_made_with_its_sub_folders(tmp_path):
+    out = tmp_path / "not-yet" / "out"
+    target = out / "a" / "b" / "x.png"
+    write_atomic(target, b"data", root=out)
+    assert target.read_bytes() == b"data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-yet"]
