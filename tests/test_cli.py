@@ -57,6 +57,19 @@ def test_eval_scores_the_shipped_model_against_gray(tmp_path):
     assert summary["all"]["model"]["cf"] > 5  # the model adds colour
     assert report["settings"]["boost"] == [2.0, 2.0]
     assert len(report["images"]) == 24
+    command = report["settings"]["command"]
+    assert command.startswith(f"trainer eval {ckpt} {PHOTOS} --split all --val-fraction ")
+    assert "--long-side 128 --boost model --input-size 128" in command
+
+
+def test_eval_summary_only_leaves_out_the_per_image_scores(tmp_path):
+    out = tmp_path / "summary.json"
+    args = ["eval", str(CHECKPOINTS / "seed-people.safetensors"), str(PHOTOS), "--split", "all",
+            "-c", "people", "--long-side", "64", "--json", str(out), "--summary-only"]  # fmt: skip
+    assert runner.invoke(trainer_app, args).exit_code == 0
+    report = json.loads(out.read_text())
+    assert set(report) == {"settings", "summary"} and report["summary"]["all"]["count"] == 8
+    assert report["settings"]["command"].endswith("--category people")
 
 
 def test_eval_boost_none_and_bad_boost(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -225,6 +226,22 @@ def pack_command(
         console.print(f"init checkpoint: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
 
 
+def eval_command_line(
+    checkpoint: Path, data: list[Path], split: str, val_fraction: float,
+    category: list[str] | None, long_side: int, input_size: int | None, boost: str,
+    temperature: float | None,
+) -> str:  # fmt: skip
+    """The ``trainer eval`` command that gives the same scores, every setting spelled out."""
+    words = ["trainer", "eval", str(checkpoint), *map(str, data), "--split", split,
+             "--val-fraction", f"{val_fraction:g}", "--long-side", str(long_side), "--boost", boost]  # fmt: skip
+    for name, value in (("--input-size", input_size), ("--temperature", temperature)):
+        if value is not None:
+            words += [name, f"{value:g}"]
+    for one in category or ():
+        words += ["--category", one]
+    return shlex.join(words)
+
+
 @app.command("eval")
 def eval_command(
     checkpoint: Annotated[
@@ -279,6 +296,12 @@ def eval_command(
             help="Write the full report (summary and per-image scores) as JSON here; '-' for stdout.",
         ),
     ] = None,
+    summary_only: Annotated[
+        bool,
+        typer.Option(
+            help="With --json: the settings and summary only, no per-image scores (what gets committed)."
+        ),
+    ] = False,
 ) -> None:
     """Score a checkpoint (or an exported .onnx model) against the gray baseline: PSNR, SSIM, CF, ΔCF, AuC, hue accuracy."""
     from trainer.data import scan_folders, select
@@ -307,11 +330,25 @@ def eval_command(
             "split": split,
             "val_fraction": fraction,
             "temperature": temperature,
+            "command": eval_command_line(
+                checkpoint,
+                data,
+                split,
+                fraction,
+                category,
+                long_side,
+                input_size,
+                boost,
+                temperature,
+            ),
         }
     )
     _print_report(report.summary(), report.settings)
     if json_out is not None:
-        text = json.dumps(report.to_json(), indent=2)
+        full = report.to_json()
+        if summary_only:
+            del full["images"]
+        text = json.dumps(full, indent=2)
         if str(json_out) == "-":
             sys.stdout.write(text + "\n")
         else:
