@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import make_gray_folder
-from benchmarks.machine import machine_info
+from benchmarks.machine import provenance
 from engine.auto import create_colorizer
 from engine.io import Job
 from engine.pipeline import RunOptions, prepare_image, write_image
 
 RESULTS = Path(__file__).parent / "results" / "ray-scaling.json"
+GPU_IMAGES_PER_S = 200.0  # one RTX 3060-class worker: the --rtx3060 target, not measured
+CPUS_PER_GPU = 8
 
 
 def colorize(folder: Path, out: Path, ray: bool) -> dict:
@@ -79,8 +81,8 @@ def stage_costs(folder: Path, out: Path, count: int = 16) -> dict[str, float]:
 def plan_archive(
     cpu_seconds: float,
     images: int = 1_000_000,
-    gpu_images_per_s: float = 200.0,
-    cpus_per_gpu: int = 8,
+    gpu_images_per_s: float = GPU_IMAGES_PER_S,
+    cpus_per_gpu: int = CPUS_PER_GPU,
     bytes_per_image: float = 3e6,
     storage_bytes_per_s: float = 1.0e9,
     workers: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
@@ -108,6 +110,18 @@ def plan_archive(
     return rows
 
 
+def derived(result: dict) -> dict:
+    """The measurements in the units the README quotes: milliseconds per image, hours for a
+    million images on this machine."""
+    return {
+        "stage_ms_per_image": {k: v * 1e3 for k, v in result["stage_seconds_per_image"].items()},
+        "ray_overhead_ms_per_image": result["ray_overhead_s_per_image"] * 1e3,
+        "hours_per_million_here": {
+            kind: 1e6 / result[kind]["run_images_per_s"] / 3600 for kind in ("local", "ray")
+        },
+    }
+
+
 def plans(result: dict) -> dict:
     """The plan twice: CPU per image from the stages alone (the Ray path decodes twice), and
     with the Ray overhead measured here added (its wall seconds per image × this machine's
@@ -116,8 +130,23 @@ def plans(result: dict) -> dict:
     stages = 2 * costs["decode"] + costs["preprocess"] + costs["write"]
     overhead = max(0.0, result["ray_overhead_s_per_image"]) * result["machine"]["cores"]
     moved = result["mean_input_bytes"] + result["mean_output_bytes"]
+    gpu_rate, cores = GPU_IMAGES_PER_S, CPUS_PER_GPU
     return {
         "cpu_seconds_per_image": {"stages": stages, "stages_plus_ray_overhead": stages + overhead},
+        "cpu_ms_per_image": {
+            "stages": stages * 1e3,
+            "stages_plus_ray_overhead": (stages + overhead) * 1e3,
+        },
+        # Share of one GPU worker's images/s that its cores feed, and the cores that would
+        # keep it busy: the two ways the prose states the CPU bottleneck.
+        "gpu_share_fed": {
+            "stages": cores / stages / gpu_rate,
+            "stages_plus_ray_overhead": cores / (stages + overhead) / gpu_rate,
+        },
+        "cores_per_gpu_needed": {
+            "stages": gpu_rate * stages,
+            "stages_plus_ray_overhead": gpu_rate * (stages + overhead),
+        },
         "stages": plan_archive(stages, bytes_per_image=moved),
         "stages_plus_ray_overhead": plan_archive(stages + overhead, bytes_per_image=moved),
     }
@@ -136,6 +165,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.replan:
         result = json.loads(args.json.read_text())
+        result.update(derived(result))
         result["plan"] = plans(result)
         args.json.write_text(json.dumps(result, indent=2, default=str))
         print(json.dumps(result["plan"], indent=2))
@@ -162,7 +192,7 @@ def main() -> int:
     local_run, ray_run = median("local", "seconds"), median("ray", "seconds")
     startup = statistics.median(s["ray"]["startup_seconds"] for s in runs["ray"])
     result = {
-        "machine": machine_info(),
+        **provenance(),
         "images": n, "size": [args.width, args.height], "rounds": args.rounds,
         "mean_input_bytes": round(read_bytes), "mean_output_bytes": round(written_bytes),
         "local": {"run_images_per_s": n / local_run,
@@ -178,6 +208,7 @@ def main() -> int:
         "stage_seconds_per_image": costs,
         "runs": runs,
     }  # fmt: skip
+    result.update(derived(result))
     result["plan"] = plans(result)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, default=str))

@@ -5,7 +5,8 @@
 * **blocks** between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``: ``benchmarks`` (every
   ``engine benchmark`` report in ``benchmarks/results/`` but the memory runs), ``memory`` (peak
   RSS per model and batch, ``memory-*.json``), ``reliability`` (``soak.json``,
-  ``large-image-*.json``) and ``comparison`` (``trainer/checkpoints/eval/comparison.json``);
+  ``large-image-*.json``), ``comparison`` (``trainer/checkpoints/eval/comparison.json``) and
+  ``ray-plan`` (the scale-out plan of ``ray-scaling.json``);
 * **inline figures** ``<!-- fig FILE PATH FORMAT -->text<!-- /fig -->``: the value at ``PATH`` in
   the JSON ``FILE`` (relative to the repository), formatted with Python's ``FORMAT`` spec. A path
   is dot-separated keys; ``key[a=1,b=x]`` picks the first item of a list whose fields match.
@@ -96,6 +97,30 @@ def reliability_table(results: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def ray_plan_table(results: Path | None = None) -> str:
+    """The ``ray-plan`` block: hours for a million images with N GPU workers, from
+    ``ray-scaling.json``'s plan (CPU per image from the stages alone / with Ray's overhead)."""
+    path = (results or RESULTS) / "ray-scaling.json"
+    if not path.exists():
+        return ""
+    plan = json.loads(path.read_text())["plan"]
+    lines = [
+        "| GPU workers | GPU images/s | CPU images/s (stages / with Ray overhead) | bottleneck "
+        "| hours for 10⁶ |",
+        "|---:|---:|---:|---|---:|",
+    ]
+    names = {"cpu": "CPU", "gpu": "GPU", "storage": "storage"}
+    for lean, heavy in zip(plan["stages"], plan["stages_plus_ray_overhead"], strict=True):
+        bottleneck = [names[lean["bottleneck"]], names[heavy["bottleneck"]]]
+        hours = [f"{lean['hours']:.2f}", f"{heavy['hours']:.2f}"]
+        lines.append(
+            f"| {lean['gpu_workers']} | {lean['gpu_images_per_s']:,.0f} | "
+            f"{lean['cpu_images_per_s']:,.0f} / {heavy['cpu_images_per_s']:,.0f} | "
+            f"{' / '.join(dict.fromkeys(bottleneck))} | {' / '.join(dict.fromkeys(hours))} |"
+        )
+    return "\n".join(lines)
+
+
 def comparison_table() -> str:
     from trainer.compare import markdown_table
 
@@ -107,6 +132,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "memory": memory_table,
     "reliability": reliability_table,
     "comparison": comparison_table,
+    "ray-plan": ray_plan_table,
 }
 
 

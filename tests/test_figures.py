@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
+
 from benchmarks import readme
+from benchmarks.ray_scaling import plans
 from engine.memory import default_batch_size
 
 
@@ -26,3 +29,18 @@ def test_default_batch_fits_an_eighth_of_an_8_gb_laptop():
     assert default_batch_size(547.3, eight_gb) == 1  # vivid-general: 8 would be 4.4 GB
     assert default_batch_size(110.0, eight_gb) == 8
     assert default_batch_size(None, 2 << 30) == 2  # never measured: 100 MB per image assumed
+
+
+def test_ray_plan_table_states_both_plans_once_where_they_agree(tmp_path):
+    result = {
+        "machine": {"cores": 2},
+        "mean_input_bytes": 5e5,
+        "mean_output_bytes": 5e5,  # 1 MB moved per image: storage caps at 1,000 images/s
+        "stage_seconds_per_image": {"decode": 0.005, "preprocess": 0.005, "write": 0.07},
+        "ray_overhead_s_per_image": 0.02,  # CPU per image: 0.085 s, 0.125 s with Ray's
+    }
+    result["plan"] = plans(result)
+    (tmp_path / "ray-scaling.json").write_text(json.dumps(result))
+    rows = readme.ray_plan_table(tmp_path).splitlines()[2:]
+    assert rows[0] == "| 1 | 200 | 94 / 64 | CPU | 2.95 / 4.34 |"
+    assert rows[-1] == "| 32 | 6,400 | 3,012 / 2,048 | storage | 0.28 |"
