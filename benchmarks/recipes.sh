@@ -14,3 +14,15 @@ for model in effunet-general vivid-general seed-general; do
 done
 python -m benchmarks.large_image
 python -m benchmarks.soak --files 2000
+python -m benchmarks.ray_scaling                  # needs the [ray] extra
+python -m benchmarks.test_command                 # the README's test command, fresh venv
+# Validation evals (need ../shared/data, the training photos):
+if [ -d ../shared/data/extra ]; then
+  engine models --make effunet-general --precision int8
+  int8=$(ls ~/.cache/colorization-engine/variants/effunet-general-*-int8.onnx | head -1)
+  E=trainer/checkpoints/eval
+  trainer eval engine/models/effunet-general.onnx ../shared/data/train ../shared/data/extra \
+    --boost none --summary-only --json $E/effunet-general-fp32-onnx-noboost.json
+  trainer eval "$int8" ../shared/data/train ../shared/data/extra \
+    --boost none --summary-only --json $E/effunet-general-int8-noboost.json
+fi

@@ -7,6 +7,7 @@ import json
 
 from benchmarks import readme
 from benchmarks.ray_scaling import plans
+from benchmarks.test_command import readme_test_command, summary_counts
 from engine.memory import default_batch_size
 
 
@@ -44,3 +45,16 @@ def test_ray_plan_table_states_both_plans_once_where_they_agree(tmp_path):
     rows = readme.ray_plan_table(tmp_path).splitlines()[2:]
     assert rows[0] == "| 1 | 200 | 94 / 64 | CPU | 2.95 / 4.34 |"
     assert rows[-1] == "| 32 | 6,400 | 3,012 / 2,048 | storage | 0.28 |"
+
+
+def test_the_readme_test_command_is_what_ci_runs_and_what_gets_timed():
+    steps = readme_test_command()
+    assert steps[:2] == ["python3 -m venv .venv", ". .venv/bin/activate"]
+    assert steps[2].startswith("pip install -e ") and steps[-1] == "pytest"
+    ci = (readme.ROOT / ".ci" / "run").read_text()
+    assert " && ".join(steps[2:]) in ci
+
+
+def test_pytest_summary_counts():
+    line = "==== 244 passed, 3 skipped, 1 deselected, 3 warnings in 207.51s (0:03:27) ===="
+    assert summary_counts(line) == {"passed": 244, "skipped": 3, "deselected": 1}
