@@ -13,14 +13,18 @@ are scaled to 0..255; palettes are expanded (RGB, or RGBA when the palette has t
 the image's own minimum..maximum onto 0..65535; floating-point samples in 0..1 are scaled onto
 0..65535, other ranges are mapped from their minimum..maximum (a constant image becomes mid-gray).
 No decoder writes to the console: OpenCV's log is silenced here, Pillow's warnings are ignored
-(the engine checks the pixel limit itself), and what libtiff, libpng and OpenJPEG print
-natively is kept by :mod:`engine.console` for the run's summary file.
+(the engine checks the pixel limit itself), what Pillow logs before it raises (``logging``,
+e.g. "More samples per pixel than can be decoded") becomes the file's reason instead of a line
+on stderr, and what libtiff, libpng and OpenJPEG print natively is kept by
+:mod:`engine.console` for the run's summary file.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import struct
+import threading
 import warnings
 
 import cv2
@@ -34,6 +38,29 @@ Image.MAX_IMAGE_PIXELS = None  # the engine's own --max-pixels applies, before d
 warnings.filterwarnings("ignore", module=r"PIL\.")
 
 _SIXTEEN_BIT_PEAK = 65535
+
+
+class _PillowLog(logging.Handler):
+    """Pillow's own log records (some errors are logged before the exception), kept per
+    thread for the file being decoded there; never printed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self._local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages().append(record.getMessage())
+
+    def messages(self) -> list[str]:
+        """This thread's records since its last decode began."""
+        if not hasattr(self._local, "messages"):
+            self._local.messages = []
+        return self._local.messages
+
+
+_PILLOW_LOG = _PillowLog()
+logging.getLogger("PIL").addHandler(_PILLOW_LOG)
+logging.getLogger("PIL").propagate = False
 
 
 class DecodeError(ValueError):
@@ -149,10 +176,13 @@ def decode(data: np.ndarray, page: int | None = None, with_alpha: bool = False) 
     if image is not None:
         return integer_samples(image)
     reasons = ["OpenCV: no decoder took it"]
+    logged = _PILLOW_LOG.messages()
+    logged.clear()
     try:
         return _pillow(data, page)
     except Image.UnidentifiedImageError:
-        reasons.append("Pillow: not a format it reads")
+        said = _one_line(logged[-1]) if logged else "not a format it reads"
+        reasons.append(f"Pillow: {said}")
     except Exception as exc:
         reasons.append(f"Pillow: {_one_line(exc)}")
     try:
@@ -163,6 +193,6 @@ def decode(data: np.ndarray, page: int | None = None, with_alpha: bool = False) 
     raise DecodeError("; ".join(reasons))
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException | str) -> str:
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__)[:200]

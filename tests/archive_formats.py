@@ -175,6 +175,13 @@ def _sample_tiff(values: np.ndarray, sample_format: int) -> bytes:
     return _tiff(w, h, entries, [values.astype("<i4" if sample_format == 2 else "<f4").tobytes()])
 
 
+def samples_bomb_tiff(gray: np.ndarray) -> bytes:
+    """A TIFF claiming 65,535 samples per pixel: Pillow logs an error, then refuses it."""
+    h, w = gray.shape
+    entries = [(258, 3, [8]), (259, 3, [1]), (262, 3, [1]), (277, 3, [65535])]
+    return _tiff(w, h, entries, [gray.tobytes()])
+
+
 def archive_files(gray: np.ndarray) -> dict[str, bytes]:
     """name → bytes of one file per archive kind, each showing ``gray`` (uint8 ``H×W``)."""
     image = Image.fromarray(gray)

@@ -18,14 +18,18 @@ from engine.color import luminance
 from engine.decoders import integer_samples
 from engine.io import read_image
 from engine.outputs import OUTPUT_SUFFIXES
-from tests.archive_formats import archive_files
+from tests.archive_formats import archive_files, samples_bomb_tiff
 from tests.conftest import photo_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSSY_IN = {"tiff/old-style jpeg.tif"}  # the JPEG inside is lossy; the rest decode exactly
 LIBRARY_LINE = re.compile(
     r"libpng|libtiff|TIFF|OpenJPEG|opj_|loadsave|imgcodecs|\[ ?(ERROR|WARN|INFO)|"
-    r"[Ww]arning:|Traceback|tempfile\.tif|not configured"
+    r"[Ww]arning:|Traceback|tempfile\.tif|not configured|More samples"
+)
+ENGINE_LINE = re.compile(  # every line the engine writes to stderr in this run
+    r"failed \S.*: \S.*|ignored: \d+ files? \(.*\), listed in the log|log: \S+\.jsonl|"
+    r"colorize ━.*|[┏┃┡│└].*|\S+ on \w+"
 )
 
 
@@ -49,19 +53,25 @@ def test_every_archive_kind_is_colorized_and_the_console_holds_only_engine_lines
     jp2 = files["jpeg2000/plain.jp2"]
     (folder / "broken/cut short.jp2").parent.mkdir()
     (folder / "broken/cut short.jp2").write_bytes(jp2[: len(jp2) // 3])
+    (folder / "broken/samples bomb.tif").write_bytes(samples_bomb_tiff(gray))
     (folder / "notes.txt").write_text("box 12: 1950s harbour")
     (folder / "broken/catalogue.xml").write_text("<record/>")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "400"}  # rich wraps no line
     done = subprocess.run(
         [sys.executable, "-m", "engine", "colorize", str(folder), "-o", str(out)],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
-    assert done.returncode == 1, done.stderr  # one broken file
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert not [line for line in lines if LIBRARY_LINE.search(line)], done.stderr
-    failed = [line for line in lines if line.startswith("failed ")]
-    assert len(failed) == 1 and "cut short.jp2: not a decodable image" in failed[0]
+    assert done.returncode == 1, done.stderr  # two broken files
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    assert [line for line in lines if not ENGINE_LINE.fullmatch(line)] == [], done.stderr
+    others = [line for line in lines if not line.startswith("failed ")]
+    assert not [line for line in others if LIBRARY_LINE.search(line)], done.stderr
+    failed = sorted(line for line in lines if line.startswith("failed "))
+    assert len(failed) == 2 and "cut short.jp2: not a decodable image" in failed[0]
+    # what Pillow logged before refusing the file is its reason, not a line of its own
+    assert "samples bomb.tif: not a decodable image" in failed[1]
+    assert "Pillow: More samples per pixel than can be decoded: 65535" in failed[1]
     assert any(line.startswith("ignored: 2 files (.txt 1, .xml 1)") for line in lines)
     for name in files:
         produced = read_image(_output_for(out, name))
