@@ -19,10 +19,14 @@ from engine.probe import ImageShape, probe
 
 JPEG2000_EXTENSIONS = frozenset({".jp2", ".jpf", ".jpx", ".j2k", ".j2c", ".jpc"})
 PNM_EXTENSIONS = frozenset({".pbm", ".pgm", ".ppm", ".pnm"})
+READ_ONLY_EXTENSIONS = frozenset({".gif", ".tga", ".pcx", ".sgi", ".psd"})
+"""Formats read (by Pillow) whose outputs are PNG: GIF holds 256 colours, PSD has no writer,
+and TGA, PCX and SGI are kept to PNG's one well-read lossless format."""
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
     | JPEG2000_EXTENSIONS
     | PNM_EXTENSIONS
+    | READ_ONLY_EXTENSIONS
 )
 EIGHT_BIT_ONLY = frozenset({".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".webp", ".jp2", ".j2k"})
 ALPHA_FORMATS = frozenset({".png", ".tif", ".tiff", ".webp"})

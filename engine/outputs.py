@@ -19,13 +19,22 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.io import IMAGE_EXTENSIONS, LOG_PREFIX, TEMP_MARKER, ImageError, Job, resolved
+from engine.io import (
+    IMAGE_EXTENSIONS,
+    LOG_PREFIX,
+    READ_ONLY_EXTENSIONS,
+    TEMP_MARKER,
+    ImageError,
+    Job,
+    resolved,
+)
 
 FORMATS = {"jpg": ".jpg", "png": ".png", "tif": ".tif"}
 OUTPUT_SUFFIXES = {
     ".jpf": ".jp2", ".jpx": ".jp2", ".j2c": ".j2k", ".jpc": ".j2k",  # JPEG 2000: file or stream
     ".pbm": ".ppm", ".pgm": ".ppm",  # a bitmap or graymap cannot hold colour: a pixmap
     ".dib": ".bmp",
+    **dict.fromkeys(READ_ONLY_EXTENSIONS, ".png"),  # GIF, TGA, PCX, SGI, PSD
 }  # fmt: skip
 """Inputs whose own format cannot hold the colour output, and what they become; every other
 image keeps its format (README: Formats)."""

@@ -369,9 +369,10 @@ def start_run(
     for job, target in planned:
         key = resolved(target)
         if key in claimed:
-            reason = (
-                f"output {target} is also the output of {claimed[key]}; rename one or use --format"
-            )
+            other = claimed[key]
+            formats = options.fmt and other.suffix.lower() != job.source.suffix.lower()
+            advice = " or leave out --format (each then keeps its own format)" if formats else ""
+            reason = f"output {target} is also the output of {other}; rename one{advice}"
             recorder.add(_result(job, None, "failed", reason))
         elif target.exists() and not options.overwrite:
             claimed[key] = job.source

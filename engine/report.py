@@ -4,8 +4,9 @@ and made from the run logs, so it works after a run and during one.
 
 Clicking a pair opens a full-size comparison with a slider. The full-size images are the input
 and output files themselves, linked by relative paths (nothing is copied), except formats that
-browsers do not show (TIFF, JPEG 2000, PPM): those get a full-size JPEG preview in
-``colorize-report-files/`` beside the page. With ``embed`` they are all inside the page.
+browsers do not show (TIFF, JPEG 2000, PNM, TGA, PCX, SGI, PSD): those get a full-size JPEG
+preview in ``colorize-report-files/`` beside the page. With ``embed`` they are all inside the
+page.
 """
 
 from __future__ import annotations

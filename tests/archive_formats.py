@@ -1,7 +1,8 @@
 """Archive formats nobody here wrote, made at test time: one file per kind an archive holds that
 OpenCV alone does not decode (JPEG 2000, PNM, TIFF compressions and sample layouts, BMP
-palettes and RLE, PNGs with odd chunks). ``archive_files(gray)`` returns name → file bytes;
-every file shows the same gray photo (or a fixed function of it), so an output can be checked.
+palettes and RLE, PNGs with odd chunks; GIF, TGA, PCX, SGI and PSD, read by Pillow).
+``archive_files(gray)`` returns name → file bytes; every file shows the same gray photo (or a
+fixed function of it), so an output can be checked.
 """
 
 from __future__ import annotations
@@ -175,6 +176,21 @@ def _sample_tiff(values: np.ndarray, sample_format: int) -> bytes:
     return _tiff(w, h, entries, [values.astype("<i4" if sample_format == 2 else "<f4").tobytes()])
 
 
+def _psd(gray: np.ndarray) -> bytes:
+    """A one-channel 8-bit grayscale Photoshop file, raw image data (no writer exists)."""
+    h, w = gray.shape
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 1, h, w, 8, 1)
+    return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 0) + gray.tobytes()
+
+
+def _animated_gif(image: Image.Image) -> bytes:
+    """Two frames: the photo, then its negative (the first frame is the one colorized)."""
+    negative = Image.eval(image, lambda v: 255 - v)
+    out = io.BytesIO()
+    image.save(out, "GIF", save_all=True, append_images=[negative], duration=100, loop=0)
+    return out.getvalue()
+
+
 def samples_bomb_tiff(gray: np.ndarray) -> bytes:
     """A TIFF claiming 65,535 samples per pixel: Pillow logs an error, then refuses it."""
     h, w = gray.shape
@@ -210,4 +226,10 @@ def archive_files(gray: np.ndarray) -> dict[str, bytes]:
         "bmp/rle-4.bmp": _bmp(gray, 4, rle=True),
         "bmp/rle-8.bmp": _bmp(gray, 8, rle=True),
         "png/rgba odd chunks.png": _odd_png(gray),
+        "read-only/gray.gif": _pil(image, "GIF"),
+        "read-only/animated.gif": _animated_gif(image),
+        "read-only/rle.tga": _pil(image, "TGA", compression="tga_rle"),
+        "read-only/pcx scan.pcx": _pil(image, "PCX"),
+        "read-only/sgi scan.sgi": _pil(image, "SGI"),
+        "read-only/master.psd": _psd(gray),
     }

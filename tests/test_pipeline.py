@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from engine import Colorizer, color
@@ -137,6 +138,13 @@ def test_two_inputs_with_one_output_name(colorizer, tmp_path):
     summary = run(colorizer, [src], RunOptions(tmp_path / "out", fmt="tif"))
     assert (summary.done, summary.failed) == (1, 1)
     assert "also the output of" in summary.failures[0].reason
+    assert summary.failures[0].reason.endswith(
+        "rename one or leave out --format (each then keeps its own format)"
+    )
+    Image.fromarray(_gray(7)).save(src / "same.gif")  # its output is a PNG (GIF: 256 colours)
+    summary = run(colorizer, [src], RunOptions(tmp_path / "out2"))
+    (failure,) = summary.failures  # same.gif (sorted first) has same.png's output name
+    assert failure.source.endswith("same.png") and failure.reason.endswith("same.gif; rename one")
 
 
 def test_missing_input_and_empty_folder_are_usage_errors(tmp_path):
