@@ -23,8 +23,9 @@ class _DeviceArray:
         }  # fmt: skip
 
 
-class TorchStandInContext:
-    """What ``_Slot`` needs of an ``IExecutionContext``, computed by torch on the given stream."""
+class StandInContext:
+    """What ``_Slot`` needs of an ``IExecutionContext``: input shapes within the profile, tensor
+    addresses, and ``execute_async_v3`` computing ab = (L / 2, −L) by :meth:`compute`."""
 
     def __init__(self, max_batch: int, size: int) -> None:
         self.max_batch, self.size, self.addresses, self.shape = max_batch, size, {}, None
@@ -38,23 +39,35 @@ class TorchStandInContext:
         self.addresses[name] = pointer
 
     def execute_async_v3(self, stream: int) -> bool:
+        self.compute(self.addresses["L"], self.addresses["ab"], self.shape, stream)
+        return True
+
+    def compute(self, L: int, ab: int, shape: tuple[int, ...], stream: int) -> None:
+        raise NotImplementedError
+
+
+class TorchStandInContext(StandInContext):
+    """The stand-in on a real GPU: a torch kernel on the slot's own stream."""
+
+    def compute(self, L: int, ab: int, shape: tuple[int, ...], stream: int) -> None:
         import torch
 
-        n, _, h, w = self.shape
+        n, _, h, w = shape
         with torch.cuda.stream(torch.cuda.ExternalStream(int(stream))):
-            L = torch.as_tensor(_DeviceArray(self.addresses["L"], (n, 1, h, w)), device="cuda")
-            ab = torch.as_tensor(_DeviceArray(self.addresses["ab"], (n, 2, h, w)), device="cuda")
-            ab[:, 0].copy_(L[:, 0] / 2)
-            ab[:, 1].copy_(-L[:, 0])
-        return True
+            L_in = torch.as_tensor(_DeviceArray(L, (n, 1, h, w)), device="cuda")
+            ab_out = torch.as_tensor(_DeviceArray(ab, (n, 2, h, w)), device="cuda")
+            ab_out[:, 0].copy_(L_in[:, 0] / 2)
+            ab_out[:, 1].copy_(-L_in[:, 0])
 
 
 class StandInEngine:
-    def __init__(self, max_batch: int, size: int) -> None:
-        self.max_batch, self.size = max_batch, size
+    """What ``_Slot`` needs of an ``ICudaEngine``: contexts of ``context`` type."""
 
-    def create_execution_context(self) -> TorchStandInContext:
-        return TorchStandInContext(self.max_batch, self.size)
+    def __init__(self, max_batch: int, size: int, context: type = TorchStandInContext) -> None:
+        self.max_batch, self.size, self.context = max_batch, size, context
+
+    def create_execution_context(self) -> StandInContext:
+        return self.context(self.max_batch, self.size)
 
 
 def run_standin(max_batch: int = 32, size: int = 256, images: int = 200, rounds: int = 3) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.trt_standin import StandInContext, StandInEngine
 from engine.backends import BackendError
 from engine.backends import trt as trt_backend
 
@@ -69,36 +70,15 @@ class FakeRuntime:
         return (0,)
 
 
-class FakeContext:
-    def __init__(self, max_batch: int, size: int) -> None:
-        self.max_batch, self.size, self.addresses, self.shape = max_batch, size, {}, None
+class HostContext(StandInContext):
+    """The stand-in context over the fake runtime's host memory."""
 
-    def set_input_shape(self, name, shape) -> bool:
-        ok = shape[0] <= self.max_batch and tuple(shape[2:]) == (self.size, self.size)
-        self.shape = tuple(shape) if ok else None
-        return ok
-
-    def set_tensor_address(self, name, pointer) -> None:
-        self.addresses[name] = pointer
-
-    def execute_async_v3(self, stream) -> bool:
-        n, _, h, w = self.shape
-        L = np.ctypeslib.as_array(
-            ctypes.cast(self.addresses["L"], ctypes.POINTER(ctypes.c_float)), (n, 1, h, w)
-        )
-        ab = np.ctypeslib.as_array(
-            ctypes.cast(self.addresses["ab"], ctypes.POINTER(ctypes.c_float)), (n, 2, h, w)
-        )
-        ab[:, 0], ab[:, 1] = L[:, 0] / 2, -L[:, 0]
-        return True
-
-
-class FakeEngine:
-    def __init__(self, max_batch: int, size: int) -> None:
-        self.max_batch, self.size = max_batch, size
-
-    def create_execution_context(self) -> FakeContext:
-        return FakeContext(self.max_batch, self.size)
+    def compute(self, L: int, ab: int, shape: tuple[int, ...], stream: int) -> None:
+        n, _, h, w = shape
+        floats = ctypes.POINTER(ctypes.c_float)
+        L_in = np.ctypeslib.as_array(ctypes.cast(L, floats), (n, 1, h, w))
+        ab_out = np.ctypeslib.as_array(ctypes.cast(ab, floats), (n, 2, h, w))
+        ab_out[:, 0], ab_out[:, 1] = L_in[:, 0] / 2, -L_in[:, 0]
 
 
 @pytest.fixture
@@ -117,7 +97,7 @@ def make_backend(runtime):
     def make(max_batch: int = 3, size: int = 8) -> trt_backend.TrtBackend:
         backend = trt_backend.TrtBackend.__new__(trt_backend.TrtBackend)
         backend.size, backend.max_batch = size, max_batch
-        engine = FakeEngine(max_batch, size)
+        engine = StandInEngine(max_batch, size, HostContext)
         backend.slots = [trt_backend._Slot(engine, ("L", "ab"), max_batch, size) for _ in range(2)]
         made.append(backend)
         return backend
