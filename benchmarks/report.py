@@ -94,6 +94,18 @@ def table(report: dict) -> Table:
     return out
 
 
+def row_lines(report: dict) -> list[str]:
+    """The table's rows as lines, for a terminal too narrow for the table."""
+    return [
+        f"{r['mode']} {r['backend']}:{r['precision']} batch {r['batch']}: "
+        f"{_fmt(r['images_per_s'], 2)} images/s, p50/p90/p99 {_fmt(r['p50_ms'])}/"
+        f"{_fmt(r['p90_ms'])}/{_fmt(r['p99_ms'])} ms, {_fmt(r['gflops'], 0)} GFLOP/s, "
+        f"RSS {_fmt(r['peak_rss_mb'], 0)} MB"
+        + ("" if r["peak_vram_mb"] is None else f", VRAM {_fmt(r['peak_vram_mb'], 0)} MB")
+        for r in report["results"]
+    ]
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     gpus = ", ".join(f"{g['name']} (cc {g['compute_capability']})" for g in m["gpus"]) or "no GPU"

@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.measure import Measurement
 
 EXIT_USAGE = 2
 console = Console(stderr=True)
+
+
+def fits(target: Console, renderable: RenderableType) -> bool:
+    """Whether ``renderable`` (a table) shows at ``target``'s width with no cell cut short; a
+    narrow terminal gets the command's line-per-row form instead of a table of "…"."""
+    unbounded = target.options.update_width(10_000)
+    return Measurement.get(target, unbounded, renderable).maximum <= target.width
 
 
 def fail(message: str) -> NoReturn:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +20,7 @@ from benchmarks.stats import latency_summary, percentile
 from engine.cli import app
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--min-runs", "2", "--min-seconds", "0", "--warmup", "0", "--no-matmul-peak"]
 
 
@@ -74,6 +80,24 @@ def test_report_follows_the_schema(report):
     assert 0.3 < comparison["ratio"] < 3  # the same thing against itself
     json.dumps(report)  # serialisable as is
     assert "| compute | ort:fp32 | 1 |" in reports.markdown(report)
+    lines = reports.row_lines(report)  # what a terminal too narrow for the table shows
+    assert len(lines) == 4 and lines[0].startswith("compute ort:fp32 batch 1: ")
+    assert " images/s, p50/p90/p99 " in lines[0] and "VRAM" not in lines[0]  # no GPU
+
+
+def test_tables_too_wide_for_the_terminal_become_lines():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shown = {}
+    for columns in ("80", "200"):
+        shown[columns] = subprocess.run(
+            [sys.executable, "-m", "engine", "models"], capture_output=True, text=True,
+            env={**env, "COLUMNS": columns}, check=True,
+        ).stdout  # fmt: skip
+        assert "…" not in shown[columns]
+    assert "gray PSNR" in shown["200"] and "┃" in shown["200"]  # the table
+    assert "┃" not in shown["80"]
+    assert re.search(r"\neffunet-general \(default\)  general, [\d,]+ parameters", shown["80"])
+    assert re.search(r"\n  PSNR \d+\.\d\d \(gray \d+\.\d\d\)  AuC ", shown["80"])
 
 
 def test_bounds_report_each_miss(report):

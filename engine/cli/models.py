@@ -27,7 +27,7 @@ def models_command(
     precision: Annotated[str, typer.Option(help="With --make: fp16 or int8.")] = "int8",
 ) -> None:
     """List the shipped models with their evaluation figures and their FP16/INT8 variants (made on first use into the user cache)."""
-    from engine.clitools import fail
+    from engine.clitools import fail, fits
     from engine.models import (
         ModelError,
         auto_table,
@@ -59,15 +59,15 @@ def models_command(
             for p in ("fp16", "int8")
         }
 
-    def variant_cell(info) -> str:
-        """Each made variant's RGB PSNR against its FP32 model; '-' where not made yet."""
-        cells = []
+    def made_variants(info) -> dict[str, str]:
+        """Each variant's RGB PSNR against its FP32 model; '-' where not made yet."""
+        cells = {}
         for precision in ("fp16", "int8"):
             found = verified_variant(info, precision)
             record = (variant_record(found.path) or {}) if found else {}
             psnr = record.get("accuracy_vs_fp32", {}).get("psnr_vs_fp32")
-            cells.append("-" if not found else f"{psnr:.1f} dB" if psnr else "made")
-        return " / ".join(cells)
+            cells[precision] = "-" if not found else f"{psnr:.1f} dB" if psnr else "made"
+        return cells
 
     if as_json:
         entries = [
@@ -77,21 +77,7 @@ def models_command(
         ]  # fmt: skip
         typer.echo(json.dumps(entries, indent=2))
         return
-    table = Table(title="shipped models (figures: validation photos never trained on, no boost)")
-    for column in (
-        "name",
-        "category",
-        "params",
-        "size",
-        "boost",
-        "PSNR",
-        "gray PSNR",
-        "AuC",
-        "gray AuC",
-        "hue",
-        "fp16 / int8",
-    ):
-        table.add_column(column)
+    rows = []
     for m in models:
         figures = m.summary.get("evaluation", {}).get("no boost", {})
         model_fig, gray_fig = figures.get("model", {}), figures.get("gray", {})
@@ -99,18 +85,39 @@ def models_command(
         def fmt(d: dict, key: str, digits: int) -> str:
             return f"{d[key]:.{digits}f}" if key in d else "-"
 
-        table.add_row(
-            m.name + (" (default)" if m.name == default else ""), m.category,
-            f"{m.summary.get('parameters', 0):,}", str(m.summary.get("input_size", "")),
-            ",".join(str(b) for b in m.summary.get("boost", [])),
-            fmt(model_fig, "psnr", 2), fmt(gray_fig, "psnr", 2),
-            fmt(model_fig, "auc", 4), fmt(gray_fig, "auc", 4), fmt(model_fig, "hue", 3),
-            variant_cell(m),
-        )  # fmt: skip
-    Console().print(table)
+        rows.append({
+            "name": m.name + (" (default)" if m.name == default else ""), "category": m.category,
+            "params": f"{m.summary.get('parameters', 0):,}",
+            "size": str(m.summary.get("input_size", "")),
+            "boost": ",".join(str(b) for b in m.summary.get("boost", [])),
+            "PSNR": fmt(model_fig, "psnr", 2), "gray PSNR": fmt(gray_fig, "psnr", 2),
+            "AuC": fmt(model_fig, "auc", 4), "gray AuC": fmt(gray_fig, "auc", 4),
+            "hue": fmt(model_fig, "hue", 3), "fp16 / int8": " / ".join(made_variants(m).values()),
+        })  # fmt: skip
+    console = Console()
+    title = "shipped models (figures: validation photos never trained on, no boost)"
+    table = Table(title=title)
+    for column in rows[0] if rows else ():
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(*row.values())
+    made = [made_variants(m) for m in models]
+    if fits(console, table):
+        console.print(table)
+    else:  # a narrow terminal: one block per model rather than a table of "…"
+        console.print(title, highlight=False)
+        for row, variants in zip(rows, made, strict=True):
+            made_text = "".join(f"  {p} {v}" for p, v in variants.items() if v != "-")
+            console.print(
+                f"[bold]{row['name']}[/bold]  {row['category']}, {row['params']} parameters, "
+                f"{row['size']} px, boost {row['boost']}\n"
+                f"  PSNR {row['PSNR']} (gray {row['gray PSNR']})  AuC {row['AuC']} "
+                f"(gray {row['gray AuC']})  hue {row['hue']}{made_text}",
+                highlight=False,
+            )
     Console().print(
-        "fp16 / int8: RGB PSNR of each made variant against its FP32 model; '-' = made once, on "
-        "first use of --precision, into the user cache; "
+        "fp16 / int8: each made variant's RGB PSNR against its FP32 model; a variant not made "
+        "yet ('-' in the table) is made once, on first use of --precision, into the user cache; "
         "`engine models --make NAME --precision int8` makes one now.",
         highlight=False,
     )
