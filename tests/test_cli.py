@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,15 @@ def test_eval_boost_none_and_bad_boost(tmp_path):
     assert report["settings"]["boost"] == [1.0, 1.0] and report["summary"]["all"]["count"] == 8
     bad = runner.invoke(trainer_app, [*args, "--boost", "loud"])
     assert bad.exit_code == 2 and "--boost 'loud'" in bad.output
+
+
+def test_eval_scores_read_whole_on_a_narrow_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["eval", str(CHECKPOINTS / "seed-people.safetensors"), str(PHOTOS), "--split", "all",
+            "-c", "people", "--long-side", "64"]  # fmt: skip
+    result = runner.invoke(trainer_app, args)
+    assert result.exit_code == 0 and "…" not in result.output
+    assert re.search(r"model: PSNR \d+\.\d\d dB, SSIM 0\.\d{4}, CF", result.output)
 
 
 def test_eval_of_a_non_checkpoint_is_one_clear_line(tmp_path):
