@@ -91,6 +91,16 @@ def test_every_archive_kind_is_colorized_and_the_console_holds_only_engine_lines
     assert summary["done"] == len(files) and summary["ignored"] == {".txt": 1, ".xml": 1}
     # what libpng said about the PNG's broken chunks is kept, not printed
     assert any("libpng" in line for line in summary["decoder_messages"])
+    # the report reads the same images again: its console too holds only its own line
+    report = subprocess.run(
+        [sys.executable, "-m", "engine", "report", str(out)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert [x for x in report.stderr.splitlines() if x.strip()] == [
+        f"wrote {out / 'colorize-report.html'}: {len(files)} before/after pairs; "
+        f"{len(files)} done, 0 skipped, 2 failed, from 1 run log(s)"
+    ]
     log = next(out.glob("colorize-log-*.jsonl")).read_text().splitlines()
     ignored = [json.loads(x)["source"] for x in log if '"ignored"' in x]
     assert sorted(Path(p).name for p in ignored) == ["catalogue.xml", "notes.txt"]

@@ -49,15 +49,18 @@ def report_command(
     """Write an HTML page of a run: before/after pairs (click: full size with a slider), each
     file's status and time, and the run's summary. Self-contained and offline; works during a
     run too (it reads the run logs), so rerun it to refresh."""
+    from engine.console import NativeMessages
     from engine.report import build_report
 
+    native = NativeMessages()  # what image libraries print while the images are read
     try:
-        report = build_report(output, page, thumb_size, max_pairs, embed)
+        with native:
+            report = build_report(output, page, thumb_size, max_pairs, embed)
     except FileNotFoundError as exc:
         fail(str(exc))
     if as_json:
         facts = {"page": str(report.path), "pairs": report.pairs, "runs": len(report.runs),
-                 **report.counts}  # fmt: skip
+                 **report.counts, "decoder_messages": native.lines}  # fmt: skip
         typer.echo(json.dumps(facts, indent=2))
         return
     console.print(
