@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import shutil
+from typing import Literal, NoReturn
 
 import typer
 from rich.console import Console, RenderableType
@@ -11,6 +12,14 @@ from rich.measure import Measurement
 
 EXIT_USAGE = 2
 console = Console(stderr=True)
+RICH_HELP_COLUMNS = 120
+"""Narrowest terminal for rich's help panels; below it, rich cuts option names and words short
+("--no-matmul-pe…"), so click's plain help, which wraps and never cuts, is shown instead."""
+
+
+def help_markup_mode() -> Literal["rich"] | None:
+    """``rich_markup_mode`` for a Typer app: rich help panels on a wide terminal, else plain."""
+    return "rich" if shutil.get_terminal_size().columns >= RICH_HELP_COLUMNS else None
 
 
 def fits(target: Console, renderable: RenderableType) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,8 @@ from engine.cli import app as engine_app
 from tests.conftest import PHOTOS
 from trainer.cli import app as trainer_app
 
-CHECKPOINTS = Path(__file__).parents[1] / "trainer" / "checkpoints"
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = ROOT / "trainer" / "checkpoints"
 runner = CliRunner()
 
 
@@ -152,3 +156,37 @@ def test_ray_without_the_extra_is_one_line_and_creates_nothing(tmp_path, monkeyp
     assert result.exit_code == 2
     assert "pip install 'colorization-engine[ray]'" in result.output
     assert not out.exists()
+
+
+HELP_PAGES = """
+import json, sys
+import typer.main
+from typer.testing import CliRunner
+from engine.cli import app as engine_app
+from trainer.cli import app as trainer_app
+pages = {}
+for prefix, app in (("engine", engine_app), ("trainer", trainer_app)):
+    group = typer.main.get_command(app)
+    commands = dict(group.commands)
+    for name, sub in group.commands.items():
+        commands.update({f"{name} {n}": c for n, c in getattr(sub, "commands", {}).items()})
+    for name, command in commands.items():
+        opts = [o for p in command.params for o in (*p.opts, *p.secondary_opts) if o[0] == "-"]
+        text = CliRunner().invoke(app, [*name.split(), "--help"]).output
+        pages[f"{prefix} {name}"] = {"opts": opts, "text": text}
+json.dump(pages, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("columns", ["80", "130"])
+def test_help_names_every_option_whole_at_any_width(columns):
+    """80 columns: click's plain help (rich's panels cut "--no-matmul-pe…" there); 130: rich."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": columns}
+    done = subprocess.run([sys.executable, "-c", HELP_PAGES], capture_output=True, text=True,
+                          env=env, check=True)  # fmt: skip
+    pages = json.loads(done.stdout)
+    assert len(pages) > 10
+    for name, page in pages.items():
+        words = set(re.findall(r"--?[\w-]+", page["text"]))
+        assert set(page["opts"]) <= words, (name, set(page["opts"]) - words)
+        assert ("╭" in page["text"]) == (columns == "130"), name  # panels only where they fit

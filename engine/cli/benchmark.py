@@ -12,7 +12,7 @@ from engine.cli.app import EXIT_FAILED_FILES, app
 from engine.clitools import console, csv_list, fail, fits
 
 
-@app.command("benchmark")
+@app.command("benchmark", short_help="Measure images/s, latency and peak memory; check bounds.")
 def benchmark_command(
     mode: Annotated[
         str,

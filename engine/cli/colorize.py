@@ -69,7 +69,9 @@ class _ColorizeCommand(TyperCommand):
         return super().parse_args(ctx, split_ray_address(args))
 
 
-@app.command("colorize", cls=_ColorizeCommand)
+@app.command(
+    "colorize", cls=_ColorizeCommand, short_help="Colorize gray photos: files, folders, globs."
+)
 def colorize_command(
     inputs: Annotated[
         list[str],

@@ -12,7 +12,7 @@ from engine.cli.app import export_app
 from engine.clitools import console, fail
 
 
-@export_app.command("onnx")
+@export_app.command("onnx", short_help="A checkpoint to ONNX, checked against PyTorch.")
 def export_onnx_command(
     checkpoint: Annotated[
         Path, typer.Argument(help="Trained checkpoint (.safetensors from `trainer train`).")
@@ -34,7 +34,7 @@ def export_onnx_command(
     )
 
 
-@export_app.command("fp16")
+@export_app.command("fp16", short_help="The FP16 graph and its accuracy against FP32.")
 def export_fp16_command(
     model: Annotated[
         Path, typer.Argument(help="FP32 ONNX model (e.g. from `engine export onnx`).")
@@ -47,7 +47,7 @@ def export_fp16_command(
     _convert_and_compare(model, out, lambda: _precision().convert_fp16(model, out))
 
 
-@export_app.command("int8")
+@export_app.command("int8", short_help="A calibrated INT8 graph and its accuracy against FP32.")
 def export_int8_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX model.")],
     calib: Annotated[
@@ -103,7 +103,7 @@ def export_int8_command(
     _convert_and_compare(model, out, convert)
 
 
-@export_app.command("trt")
+@export_app.command("trt", short_help="Build (or find cached) a TensorRT engine; no GPU needed.")
 def export_trt_command(
     model: Annotated[
         Path,

@@ -16,7 +16,7 @@ from engine.cli.app import app
 from engine.system import available_cores, cpu_model
 
 
-@app.command("info")
+@app.command("info", short_help="Versions, the machine, and which backends run here.")
 def info_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the facts as JSON for machines.")

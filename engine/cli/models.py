@@ -12,7 +12,7 @@ from rich.table import Table
 from engine.cli.app import app
 
 
-@app.command("models")
+@app.command("models", short_help="The shipped models, their figures and FP16/INT8 variants.")
 def models_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the manifest entries as JSON.")

@@ -13,7 +13,7 @@ from engine.cli.app import app
 from engine.clitools import console, fail
 
 
-@app.command("report")
+@app.command("report", short_help="An HTML page of a run's before/after pairs.")
 def report_command(
     output: Annotated[
         Path, typer.Argument(help="The output folder of a run (`engine colorize … -o OUTPUT`).")
