@@ -109,15 +109,22 @@ def _webp(head: bytes) -> ImageShape | None:
 
 
 def tiff_ifd_offsets(data, limit: int = 100_000) -> list[int]:
-    """Offsets of the IFDs (pages) of a classic TIFF structure, in order."""
+    """Offsets of the IFDs (pages) of a classic TIFF structure, in order; a chain that breaks
+    off (a next-IFD offset past the end, a cut file) ends with the last whole IFD."""
     order = tiff_byte_order(data)
     offsets: list[int] = []
     (offset,) = struct.unpack(order + "I", data[4:8])
     while offset and offset not in offsets and len(offsets) < limit:
-        offsets.append(offset)
-        (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+        count_bytes = bytes(data[offset : offset + 2])
+        if len(count_bytes) < 2:
+            break
+        (count,) = struct.unpack(order + "H", count_bytes)
         end = offset + 2 + 12 * count
-        (offset,) = struct.unpack(order + "I", data[end : end + 4])
+        next_bytes = bytes(data[end : end + 4])
+        if len(next_bytes) < 4:
+            break
+        offsets.append(offset)
+        (offset,) = struct.unpack(order + "I", next_bytes)
     return offsets
 
 
@@ -170,6 +177,8 @@ def count_pages(path: Path) -> int:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
             if bytes(mapped[:4]) not in (b"II*\x00", b"MM\x00*"):
                 return 1
-            return max(1, len(tiff_ifd_offsets(memoryview(mapped))))
+            # the map itself, not a memoryview of it: its slices are copies, so a broken IFD
+            # chain's exception holds no view that would keep the map from closing
+            return max(1, len(tiff_ifd_offsets(mapped)))
     except (OSError, ValueError, struct.error):
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from engine.cli import app
 from engine.color import luminance
 from engine.io import read_image
+from engine.probe import tiff_ifd_offsets
 from tests.corpus import make_corpus
 
 runner = CliRunner()
@@ -125,3 +127,21 @@ def test_all_pages_of_a_multi_page_tiff(tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     records = [json.loads(line) for line in Path(summary["log_path"]).read_text().splitlines()]
     assert sorted(r["page"] for r in records if r["page"]) == [1, 2, 3]
+
+
+def test_a_tiff_whose_page_chain_breaks_off_gives_its_whole_pages(tmp_path):
+    """The last IFD's next-page offset points past the end (a cut or fuzzed file): --all-pages
+    colorizes the whole pages, with no traceback (the memory map closed cleanly)."""
+    pages = [np.full((40, 60), v, np.uint8) for v in (40, 120)]
+    ok, encoded = cv2.imencodemulti(".tif", pages)
+    assert ok
+    data = bytearray(encoded.tobytes())
+    last = tiff_ifd_offsets(bytes(data))[-1]
+    (count,) = struct.unpack("<H", data[last : last + 2])
+    data[last + 2 + 12 * count : last + 6 + 12 * count] = struct.pack("<I", len(data) + 1000)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.tif").write_bytes(bytes(data))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["colorize", str(tmp_path / "in"), "-o", str(out), "--all-pages"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.tif")) == ["cut_page001.tif", "cut_page002.tif"]
