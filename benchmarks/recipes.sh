@@ -16,6 +16,7 @@ python -m benchmarks.large_image
 python -m benchmarks.soak --files 2000
 python -m benchmarks.ray_scaling                  # needs the [ray] extra
 python -m benchmarks.test_command                 # the README's test command, fresh venv
+python -m benchmarks.third_party_images           # Pillow's test images (pip download)
 # Validation evals (need ../shared/data, the training photos):
 if [ -d ../shared/data/extra ]; then
   engine models --make effunet-general --precision int8

@@ -19,11 +19,12 @@ from engine.probe import ImageShape, probe
 
 JPEG2000_EXTENSIONS = frozenset({".jp2", ".jpf", ".jpx", ".j2k", ".j2c", ".jpc"})
 PNM_EXTENSIONS = frozenset({".pbm", ".pgm", ".ppm", ".pnm"})
-READ_ONLY_EXTENSIONS = frozenset({".gif", ".tga", ".pcx", ".sgi", ".psd"})
-"""Formats read (by Pillow) whose outputs are PNG: GIF holds 256 colours, PSD has no writer,
-and TGA, PCX and SGI are kept to PNG's one well-read lossless format."""
+READ_ONLY_EXTENSIONS = frozenset({".gif", ".tga", ".pcx", ".sgi", ".psd", ".avif", ".apng"})
+"""Formats read (OpenCV or Pillow) whose outputs are PNG: GIF holds 256 colours, PSD has no
+writer, an APNG's first frame is a PNG, and TGA, PCX, SGI and (lossy) AVIF are kept to PNG's one
+well-read lossless format."""
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".mpo", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff"}
     | JPEG2000_EXTENSIONS
     | PNM_EXTENSIONS
     | READ_ONLY_EXTENSIONS

@@ -34,7 +34,8 @@ OUTPUT_SUFFIXES = {
     ".jpf": ".jp2", ".jpx": ".jp2", ".j2c": ".j2k", ".jpc": ".j2k",  # JPEG 2000: file or stream
     ".pbm": ".ppm", ".pgm": ".ppm",  # a bitmap or graymap cannot hold colour: a pixmap
     ".dib": ".bmp",
-    **dict.fromkeys(READ_ONLY_EXTENSIONS, ".png"),  # GIF, TGA, PCX, SGI, PSD
+    ".mpo": ".jpg",  # a multi-picture file's first picture is a JPEG
+    **dict.fromkeys(READ_ONLY_EXTENSIONS, ".png"),  # GIF, TGA, PCX, SGI, PSD, AVIF, APNG
 }  # fmt: skip
 """Inputs whose own format cannot hold the colour output, and what they become; every other
 image keeps its format (README: Formats)."""

@@ -1,6 +1,6 @@
 """Archive formats nobody here wrote, made at test time: one file per kind an archive holds that
 OpenCV alone does not decode (JPEG 2000, PNM, TIFF compressions and sample layouts, BMP
-palettes and RLE, PNGs with odd chunks; GIF, TGA, PCX, SGI and PSD, read by Pillow).
+palettes and RLE, PNGs with odd chunks; GIF, TGA, PCX, SGI, PSD, AVIF, APNG and MPO).
 ``archive_files(gray)`` returns name → file bytes; every file shows the same gray photo (or a
 fixed function of it), so an output can be checked.
 """
@@ -191,6 +191,15 @@ def _animated_gif(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
+def _frames(image: Image.Image, fmt: str) -> bytes:
+    """Two frames (the photo, then its negative): ``fmt`` PNG gives an APNG, MPO a camera's
+    multi-picture file; the first frame is the one colorized."""
+    negative = Image.eval(image, lambda v: 255 - v)
+    out = io.BytesIO()
+    image.save(out, fmt, save_all=True, append_images=[negative])
+    return out.getvalue()
+
+
 def samples_bomb_tiff(gray: np.ndarray) -> bytes:
     """A TIFF claiming 65,535 samples per pixel: Pillow logs an error, then refuses it."""
     h, w = gray.shape
@@ -232,4 +241,7 @@ def archive_files(gray: np.ndarray) -> dict[str, bytes]:
         "read-only/pcx scan.pcx": _pil(image, "PCX"),
         "read-only/sgi scan.sgi": _pil(image, "SGI"),
         "read-only/master.psd": _psd(gray),
+        "read-only/modern.avif": _pil(image.convert("RGB"), "AVIF", quality=100),
+        "read-only/frames.apng": _frames(image, "PNG"),
+        "mpo/stereo camera.mpo": _frames(image.convert("RGB"), "MPO"),
     }
