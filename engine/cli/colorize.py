@@ -76,7 +76,7 @@ def colorize_command(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Image files, folders (searched recursively) and glob patterns, e.g. 'scans/**/*.tif'."
+            help="Image files, folders (searched recursively) and glob patterns, e.g. 'scans/**/*.tif'. Formats: JPEG, PNG, TIFF, JPEG 2000, PNM, BMP, WebP, AVIF, MPO, APNG, GIF, TGA, PCX, SGI, PSD (README: Inputs); other files in a folder are counted as ignored."
         ),
     ],
     output: Annotated[
