@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from typing import Literal, NoReturn
 
 import typer
 from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.table import Table
 
 EXIT_USAGE = 2
 console = Console(stderr=True)
@@ -23,10 +25,22 @@ def help_markup_mode() -> Literal["rich"] | None:
 
 
 def fits(target: Console, renderable: RenderableType) -> bool:
-    """Whether ``renderable`` (a table) shows at ``target``'s width with no cell cut short; a
-    narrow terminal gets the command's line-per-row form instead of a table of "…"."""
+    """Whether ``renderable`` (a table) shows at ``target``'s width with no cell cut short."""
     unbounded = target.options.update_width(10_000)
     return Measurement.get(target, unbounded, renderable).maximum <= target.width
+
+
+def print_table(
+    target: Console, table: Table, lines: Iterable[str], soft_wrap: bool = False
+) -> None:
+    """``table`` where it fits ``target``'s width; on a narrower terminal its title and then
+    ``lines`` (the command's line or block per row, made only then) instead of a table of "…"."""
+    if fits(target, table):
+        target.print(table)
+        return
+    target.print(table.title, highlight=False, soft_wrap=True)
+    for line in lines:
+        target.print(line, highlight=False, soft_wrap=soft_wrap)
 
 
 def fail(message: str) -> NoReturn:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.clitools import console, fail, fits, help_markup_mode, parse_boost
+from engine.clitools import console, fail, help_markup_mode, parse_boost, print_table
 
 app = typer.Typer(
     help="Train and evaluate the colorization U-Net.",
@@ -504,22 +504,20 @@ def _print_report(summary: dict, settings: dict) -> None:
         table.add_row(
             "", "", "truth", "", "", f"{entry['truth']['cf']:.1f}", "", "", "", "", end_section=True
         )
-    out = Console()
-    if fits(out, table):
-        out.print(table)
-        return
-    out.print(table.title, highlight=False, soft_wrap=True)
-    for group, entry in summary.items():
-        out.print(f"{group} ({entry['count']} photos)", highlight=False)
-        for variant in ("model", "gray"):
-            m = entry[variant]
-            out.print(
-                f"  {variant}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, CF {m['cf']:.1f}, "
-                f"ΔCF {m['delta_cf']:.1f}, AuC {m['auc']:.4f}, hue {m['hue']:.3f}, "
-                f"out of gamut {100 * m['out_of_gamut']:.2f}%",
-                highlight=False,
-            )
-        out.print(f"  truth: CF {entry['truth']['cf']:.1f}", highlight=False)
+
+    def lines():  # a narrow terminal: the scores per group as lines
+        for group, entry in summary.items():
+            yield f"{group} ({entry['count']} photos)"
+            for variant in ("model", "gray"):
+                m = entry[variant]
+                yield (
+                    f"  {variant}: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, CF {m['cf']:.1f}, "
+                    f"ΔCF {m['delta_cf']:.1f}, AuC {m['auc']:.4f}, hue {m['hue']:.3f}, "
+                    f"out of gamut {100 * m['out_of_gamut']:.2f}%"
+                )
+            yield f"  truth: CF {entry['truth']['cf']:.1f}"
+
+    print_table(Console(), table, lines())
 
 
 def main() -> None:  # pragma: no cover

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from engine.cli.app import EXIT_FAILED_FILES, app
-from engine.clitools import console, csv_list, fail, fits
+from engine.clitools import console, csv_list, fail, print_table
 
 
 @app.command("benchmark", short_help="Measure images/s, latency and peak memory; check bounds.")
@@ -143,13 +143,7 @@ def benchmark_command(
             report = harness.run(on_result)
     except BenchmarkError as exc:
         fail(str(exc))
-    table = reports.table(report)
-    if fits(console, table):
-        console.print(table)
-    else:
-        console.print(table.title, highlight=False)
-        for line in reports.row_lines(report):
-            console.print(line, highlight=False, soft_wrap=True)
+    print_table(console, reports.table(report), reports.row_lines(report), soft_wrap=True)
     for line in reports.e2e_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     for c in report["comparisons"]:

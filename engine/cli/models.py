@@ -27,7 +27,7 @@ def models_command(
     precision: Annotated[str, typer.Option(help="With --make: fp16 or int8.")] = "int8",
 ) -> None:
     """List the shipped models with their evaluation figures and their FP16/INT8 variants (made on first use into the user cache)."""
-    from engine.clitools import fail, fits
+    from engine.clitools import fail, print_table
     from engine.models import (
         ModelError,
         auto_table,
@@ -77,8 +77,9 @@ def models_command(
         ]  # fmt: skip
         typer.echo(json.dumps(entries, indent=2))
         return
+    made = [made_variants(m) for m in models]  # hashes each variant file: once
     rows = []
-    for m in models:
+    for m, variants in zip(models, made, strict=True):
         figures = m.summary.get("evaluation", {}).get("no boost", {})
         model_fig, gray_fig = figures.get("model", {}), figures.get("gray", {})
 
@@ -92,7 +93,7 @@ def models_command(
             "boost": ",".join(str(b) for b in m.summary.get("boost", [])),
             "PSNR": fmt(model_fig, "psnr", 2), "gray PSNR": fmt(gray_fig, "psnr", 2),
             "AuC": fmt(model_fig, "auc", 4), "gray AuC": fmt(gray_fig, "auc", 4),
-            "hue": fmt(model_fig, "hue", 3), "fp16 / int8": " / ".join(made_variants(m).values()),
+            "hue": fmt(model_fig, "hue", 3), "fp16 / int8": " / ".join(variants.values()),
         })  # fmt: skip
     console = Console()
     title = "shipped models (figures: validation photos never trained on, no boost)"
@@ -101,20 +102,18 @@ def models_command(
         table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*row.values())
-    made = [made_variants(m) for m in models]
-    if fits(console, table):
-        console.print(table)
-    else:  # a narrow terminal: one block per model rather than a table of "…"
-        console.print(title, highlight=False)
+
+    def blocks():  # a narrow terminal: one block per model
         for row, variants in zip(rows, made, strict=True):
             made_text = "".join(f"  {p} {v}" for p, v in variants.items() if v != "-")
-            console.print(
+            yield (
                 f"[bold]{row['name']}[/bold]  {row['category']}, {row['params']} parameters, "
                 f"{row['size']} px, boost {row['boost']}\n"
                 f"  PSNR {row['PSNR']} (gray {row['gray PSNR']})  AuC {row['AuC']} "
-                f"(gray {row['gray AuC']})  hue {row['hue']}{made_text}",
-                highlight=False,
+                f"(gray {row['gray AuC']})  hue {row['hue']}{made_text}"
             )
+
+    print_table(console, table, blocks())
     Console().print(
         "fp16 / int8: each made variant's RGB PSNR against its FP32 model; a variant not made "
         "yet ('-' in the table) is made once, on first use of --precision, into the user cache; "
