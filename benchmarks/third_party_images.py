@@ -23,6 +23,7 @@ import sys
 import tarfile
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from benchmarks.machine import provenance
@@ -90,20 +91,18 @@ def run(images: Path, out: Path) -> dict:
     )  # fmt: skip
     summary = json.loads(done.stdout[done.stdout.index("{") :])
     records = [json.loads(x) for x in Path(summary["log_path"]).read_text().splitlines()]
-    failed = [r for r in records if r["status"] == "failed"]
-    kinds: dict[str, int] = {}
-    for r in failed:
-        kinds[failure_kind(r["reason"])] = kinds.get(failure_kind(r["reason"]), 0) + 1
+    failed = [(r, failure_kind(r["reason"])) for r in records if r["status"] == "failed"]
+    kinds = Counter(kind for _, kind in failed)
     gaps = [
         str(Path(r["source"]).relative_to(images))
-        for r in failed
-        if failure_kind(r["reason"]) == "not_decodable" and pillow_decodes(Path(r["source"]))
+        for r, kind in failed
+        if kind == "not_decodable" and pillow_decodes(Path(r["source"]))
     ]
-    readable: dict[str, int] = {}  # ignored (not taken as images) but Pillow reads them
-    for r in records:
-        if r["status"] == "ignored" and pillow_decodes(Path(r["source"])):
-            kind = Path(r["source"]).suffix.lower() or "(none)"
-            readable[kind] = readable.get(kind, 0) + 1
+    readable = Counter(  # ignored (not taken as images) but Pillow reads them
+        Path(r["source"]).suffix.lower() or "(none)"
+        for r in records
+        if r["status"] == "ignored" and pillow_decodes(Path(r["source"]))
+    )
     lines = [x.strip() for x in done.stderr.splitlines() if x.strip()]
     return {
         "exit_code": done.returncode,
@@ -111,11 +110,11 @@ def run(images: Path, out: Path) -> dict:
         "image_files": summary["planned"],
         "done": summary["done"],
         "failed": summary["failed"],
-        "failed_by_kind": kinds,
+        "failed_by_kind": dict(kinds),
         "failed_that_pillow_decodes": gaps,
         "ignored": sum(summary["ignored"].values()),
         "ignored_by_extension": summary["ignored"],
-        "ignored_that_pillow_decodes": dict(sorted(readable.items(), key=lambda kv: -kv[1])),
+        "ignored_that_pillow_decodes": dict(readable.most_common()),
         "stderr_lines": len(lines),
         "stderr_lines_not_from_the_engine": [x for x in lines if not ENGINE_LINE.fullmatch(x)],
         "decoder_messages_kept_out_of_the_console": len(summary.get("decoder_messages", [])),

@@ -3,9 +3,9 @@
 libtiff, libpng and OpenJPEG write warnings and errors straight to file descriptor 2 (OpenCV's
 own log is silenced, and Pillow's log becomes the file's reason, in :mod:`engine.decoders`).
 :class:`NativeMessages` points descriptor 2 at a pipe for the length of a run and collects
-those lines, while Python's
-``sys.stderr`` — where the engine's own messages go — is pointed at the real terminal, so the
-console holds only the engine's lines. The collected lines go into the run's summary file.
+those lines, while Python's ``sys.stderr`` — where the engine's own messages go — is pointed at
+the real terminal, so the console holds only the engine's lines. The collected lines go into
+the run's summary file.
 """
 
 from __future__ import annotations
