@@ -183,17 +183,9 @@ def _psd(gray: np.ndarray) -> bytes:
     return header + struct.pack(">III", 0, 0, 0) + struct.pack(">H", 0) + gray.tobytes()
 
 
-def _animated_gif(image: Image.Image) -> bytes:
-    """Two frames: the photo, then its negative (the first frame is the one colorized)."""
-    negative = Image.eval(image, lambda v: 255 - v)
-    out = io.BytesIO()
-    image.save(out, "GIF", save_all=True, append_images=[negative], duration=100, loop=0)
-    return out.getvalue()
-
-
 def _frames(image: Image.Image, fmt: str) -> bytes:
-    """Two frames (the photo, then its negative): ``fmt`` PNG gives an APNG, MPO a camera's
-    multi-picture file; the first frame is the one colorized."""
+    """Two frames (the photo, then its negative): an animated GIF, an APNG (``fmt`` PNG) or a
+    camera's multi-picture file (MPO); the first frame is the one colorized."""
     negative = Image.eval(image, lambda v: 255 - v)
     out = io.BytesIO()
     image.save(out, fmt, save_all=True, append_images=[negative])
@@ -236,7 +228,7 @@ def archive_files(gray: np.ndarray) -> dict[str, bytes]:
         "bmp/rle-8.bmp": _bmp(gray, 8, rle=True),
         "png/rgba odd chunks.png": _odd_png(gray),
         "read-only/gray.gif": _pil(image, "GIF"),
-        "read-only/animated.gif": _animated_gif(image),
+        "read-only/animated.gif": _frames(image, "GIF"),
         "read-only/rle.tga": _pil(image, "TGA", compression="tga_rle"),
         "read-only/pcx scan.pcx": _pil(image, "PCX"),
         "read-only/sgi scan.sgi": _pil(image, "SGI"),

@@ -22,13 +22,19 @@ CHECKPOINTS = ROOT / "trainer" / "checkpoints"
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("app", [trainer_app, engine_app], ids=["trainer", "engine"])
-def test_every_command_and_option_has_help(app):
+def commands_of(app: typer.Typer) -> dict:
+    """``name`` → click command of every command of ``app``, sub-groups' as ``"export onnx"``."""
     group = typer.main.get_command(app)
-    assert group.commands
     commands = dict(group.commands)
     for name, sub in group.commands.items():  # sub-groups such as `engine export`
         commands.update({f"{name} {n}": c for n, c in getattr(sub, "commands", {}).items()})
+    return commands
+
+
+@pytest.mark.parametrize("app", [trainer_app, engine_app], ids=["trainer", "engine"])
+def test_every_command_and_option_has_help(app):
+    commands = commands_of(app)
+    assert commands
     for name, command in commands.items():
         assert command.help, f"{name} has no help"
         for param in command.params:
@@ -160,17 +166,13 @@ def test_ray_without_the_extra_is_one_line_and_creates_nothing(tmp_path, monkeyp
 
 HELP_PAGES = """
 import json, sys
-import typer.main
 from typer.testing import CliRunner
 from engine.cli import app as engine_app
+from tests.test_cli import commands_of
 from trainer.cli import app as trainer_app
 pages = {}
 for prefix, app in (("engine", engine_app), ("trainer", trainer_app)):
-    group = typer.main.get_command(app)
-    commands = dict(group.commands)
-    for name, sub in group.commands.items():
-        commands.update({f"{name} {n}": c for n, c in getattr(sub, "commands", {}).items()})
-    for name, command in commands.items():
+    for name, command in commands_of(app).items():
         opts = [o for p in command.params for o in (*p.opts, *p.secondary_opts) if o[0] == "-"]
         text = CliRunner().invoke(app, [*name.split(), "--help"]).output
         pages[f"{prefix} {name}"] = {"opts": opts, "text": text}
