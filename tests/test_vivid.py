@@ -102,19 +102,33 @@ def test_decoding_only_picks_colours_that_exist_at_the_pixels_l():
     assert not out_of_gamut(lab[None].astype(np.float32)).any()
 
 
-def test_comparison_table_and_contact_sheet(tmp_path):
+def test_comparison_tables_and_contact_sheet(tmp_path):
+    import json
+    import shutil
+
     import cv2
 
     from engine.colorizer import Colorizer
-    from tests.conftest import PHOTOS
+    from tests.conftest import photo_paths
     from trainer.compare import Candidate, compare, contact_sheet, markdown_table
 
+    data = tmp_path / "photos"
+    for i, path in enumerate(photo_paths()[::2]):  # half of them from a held-out source
+        target = data / path.parent.name / f"{'bsds500' if i % 2 else 'src'}__{i}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
     seed = str(Path(__file__).parents[1] / "engine/models/seed-general.onnx")
-    results = compare(PHOTOS, [Candidate("seed", seed, (1.0, 1.0))], long_side=128,
-                      val_fraction=0.5)  # fmt: skip
+    candidate = Candidate("seed", seed, (1.0, 1.0))
+    cache = tmp_path / "cache"
+    results = compare(data, [candidate], long_side=128, val_fraction=0.5, cache=cache)
+    assert results["splits"]["cross"]["photos"] == 6
+    again = compare(data, [candidate], long_side=128, val_fraction=0.5, cache=cache)
+    assert json.dumps(again["splits"]) == json.dumps(results["splits"])  # from the cache
+    assert len(list(cache.iterdir())) == 2  # one report per split
     table = markdown_table(results)
-    assert "| gray | all |" in table and "| seed | all |" in table
-    files = [r["file"] for r in results["rows"]["seed"]][:3]
+    assert "**cross-source** (6 photos)" in table and "| seed | all |" in table
+    assert "| gray | all | 6 |" in table and "| seed | cross-source |" in table
+    files = [r["file"] for r in results["rows"]["cross"]["seed"]][:3]
     columns = [("gray", None, None), ("seed", Colorizer(seed), None), ("truth", None, None)]
-    sheet = cv2.imread(str(contact_sheet(PHOTOS, files, columns, tmp_path / "s.png", 60)))
+    sheet = cv2.imread(str(contact_sheet(data, files, columns, tmp_path / "s.png", 60)))
     assert sheet.shape[0] == 22 + 3 * 64 and sheet.shape[2] == 3

@@ -70,7 +70,9 @@ def train_command(
             help="'constant' (the paper) or 'cosine' (warm-up, then cosine decay to 2% over all epochs)."
         ),
     ] = "constant",
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay (L2).")] = 0.0,
+    weight_decay: Annotated[
+        float, typer.Option(help="AdamW's decoupled weight decay (0: plain Adam).")
+    ] = 0.0,
     size: Annotated[
         int,
         typer.Option(
@@ -160,6 +162,42 @@ def train_command(
             help="Input size the engine resizes photos to, stored in the checkpoint. Default: --size."
         ),
     ] = None,
+    max_downscale: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0,
+            help="Take crops at the photo's own scale (as cached), reduced by up to this factor and never enlarged, so training pixels are as sharp as those seen in use (e.g. 1.4 with --cache-max-side 256). Default: random-resized crops covering --min-scale..1 of the photo.",
+        ),
+    ] = None,
+    soft_targets: Annotated[
+        bool,
+        typer.Option(
+            "--soft-targets/--hard-targets",
+            help="Classes heads: spread each pixel's ab over its 5 nearest classes (Gaussian, σ 5; gray is neutral) instead of the one nearest class.",
+        ),
+    ] = False,
+    encoder_lr_scale: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="The pretrained encoder's learning rate as a share of --lr (e.g. 0.2); the decoder and head get --lr.",
+        ),
+    ] = 1.0,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Keep an exponential moving average of the weights with this decay (e.g. 0.999); it is what is validated and saved.",
+        ),
+    ] = None,
+    cross_photos: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Score this many photos of the cross-source split (whole sources no model trains on, trainer/data.py CROSS_SOURCES) every epoch, and keep as best the epoch with the highest cross-source hue accuracy + AuC (0: best by in-source validation loss).",
+        ),
+    ] = 0,
     resume: Annotated[
         bool,
         typer.Option(
@@ -182,6 +220,8 @@ def train_command(
         device=device, amp=amp, threads=threads, loader_threads=loader_threads,
         checkpoint_minutes=checkpoint_minutes, max_minutes=max_minutes, init=init,
         pretrained=pretrained, balance=balance, input_size=input_size,
+        max_downscale=max_downscale, soft_targets=soft_targets,
+        encoder_lr_scale=encoder_lr_scale, ema_decay=ema, cross_photos=cross_photos,
     )  # fmt: skip
     try:
         result = train(config, resume=resume, console=console)
@@ -258,7 +298,10 @@ def eval_command(
         ),
     ],
     split: Annotated[
-        str, typer.Option(help="'val' (photos the checkpoint never trained on), 'train' or 'all'.")
+        str,
+        typer.Option(
+            help="'val' (in-source: photos the checkpoint never trained on, from the sources it trained on), 'cross' (whole sources no model trains on), 'train' or 'all'."
+        ),
     ] = "val",
     val_fraction: Annotated[
         float | None,
@@ -308,8 +351,8 @@ def eval_command(
     from trainer.data import scan_folders, select
     from trainer.evaluate import evaluate, load_for_eval
 
-    if split not in ("val", "train", "all"):
-        fail(f"--split {split!r}: use val, train or all")
+    if split not in ("val", "cross", "train", "all"):
+        fail(f"--split {split!r}: use val, cross, train or all")
     try:
         model = load_for_eval(checkpoint, device, temperature)
         photos = scan_folders(data)

@@ -1,18 +1,23 @@
-"""The evaluation that decides the default model: every candidate on the validation split, per
-category, with the same settings, then a markdown table and contact sheets.
+"""The evaluation that decides the default model: every candidate on the **cross-source split**
+(whole sources no model trains on, :data:`trainer.data.CROSS_SOURCES`) beside the in-source
+validation split, per category and per source, with the same settings; then markdown tables and
+contact sheets.
 
-    python -m trainer.compare DATA [DATA…] [--out trainer/checkpoints/eval/comparison.json]
+    python -m trainer.compare DATA [DATA…] [--candidate LABEL=MODEL.onnx …]
 
-Candidates: the gray baseline; the paper's ``seed`` MSE recipe without and with its boost; the
-``vivid`` model (no boost); ``--model auto``; ``effunet`` (the pretrained-encoder model). The
-contact sheet shows gray / seed (boosted) / vivid / effunet / truth for a dozen validation photos;
-the failure sheets show the validation photos where a model loses most PSNR against gray.
+Candidates: the gray baseline; the paper's ``seed`` MSE recipe without and with its boost;
+``vivid-general``; ``effunet-general``; any ``--candidate``. Each candidate's report is kept in
+``--cache`` by model sha256, so adding a candidate does not score the others again. The contact
+sheet shows gray / each ``--sheet`` model / truth for 16 cross-source photos; the failure sheet
+the cross-source photos where the last candidate loses most PSNR against gray.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +27,15 @@ import numpy as np
 from engine.colorizer import Colorizer
 from engine.model_io import colorize_output
 from engine.models import MODELS_DIR
-from trainer.data import scan_folders, select
+from trainer.data import CROSS_SOURCES, scan_folders, select
 from trainer.evaluate import EvalReport, evaluate, load_eval_image, load_for_eval
+from trainer.metrics import HUE_SECTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_BOOST = (1.0, 1.0)
+SPLITS = ("cross", "val")
+SPLIT_TITLES = {"cross": "cross-source", "val": "in-source validation"}
+GROUPS = ("all", "general", "landscape", "people")
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,12 @@ class Candidate:
     """None: the model's own boost."""
 
 
+def _sha256(path: str) -> str:
+    if not Path(path).is_file():
+        return path
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _run(candidate: Candidate, photos, long_side: int) -> EvalReport:
     loaded = load_for_eval(Path(candidate.model))
     return evaluate(
@@ -47,38 +62,74 @@ def _run(candidate: Candidate, photos, long_side: int) -> EvalReport:
     )  # fmt: skip
 
 
+def _report(
+    candidate: Candidate, split: str, photos, long_side: int, cache: Path | None
+) -> tuple[dict, list[dict]]:
+    """(summary, per-image rows) of one candidate on one split, from ``cache`` where the same
+    model file, boost, photos and long side were scored before."""
+    key = json.dumps([_sha256(candidate.model), candidate.boost, split, long_side,
+                      [f"{p.category}/{p.key}" for p in photos]])  # fmt: skip
+    file = None
+    if cache is not None:
+        file = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+        if file.is_file():
+            stored = json.loads(file.read_text())
+            return stored["summary"], stored["images"]
+    report = _run(candidate, photos, long_side)
+    summary = report.summary()
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps({"label": candidate.label, **report.to_json()}))
+    return summary, report.rows
+
+
 def compare(
     data: Path | list[Path],
     candidates: list[Candidate],
     long_side: int = 512,
     val_fraction: float = 0.15,
+    splits: tuple[str, ...] = SPLITS,
+    cache: Path | None = None,
 ) -> dict:
-    """Summaries per candidate (plus gray), and the per-image rows for the pictures."""
-    photos = select(scan_folders(data), "val", val_fraction)
-    results: dict = {"settings": {"split": "val", "photos": len(photos), "long_side": long_side,
-                                  "never_trained_on": True}, "candidates": {}}  # fmt: skip
-    for candidate in candidates:
-        report = _run(candidate, photos, long_side)
-        summary = report.summary()
-        if "gray" not in results["candidates"]:
-            results["candidates"]["gray"] = {
-                group: {"count": entry["count"], **entry["gray"], "truth_cf": entry["truth"]["cf"]}
-                for group, entry in summary.items()
+    """Per split: the photos' count and each candidate's summary (plus gray); ``rows``: the
+    per-image rows per split and candidate, for the pictures."""
+    photos_of = {split: select(scan_folders(data), split, val_fraction) for split in splits}
+    results: dict = {
+        "settings": {"long_side": long_side, "val_fraction": val_fraction,
+                     "cross_sources": sorted(CROSS_SOURCES), "never_trained_on": True},
+        "splits": {}, "rows": {},
+    }  # fmt: skip
+    for split, photos in photos_of.items():
+        entry = results["splits"][split] = {"photos": len(photos), "candidates": {}}
+        results["rows"][split] = {}
+        for candidate in candidates:
+            summary, rows = _report(candidate, split, photos, long_side, cache)
+            if "gray" not in entry["candidates"]:
+                entry["candidates"]["gray"] = {
+                    group: {"count": g["count"], **g["gray"], "truth_cf": g["truth"]["cf"]}
+                    for group, g in summary.items()
+                }
+            entry["candidates"][candidate.label] = {
+                group: {"count": g["count"], **g["model"]} for group, g in summary.items()
             }
-        results["candidates"][candidate.label] = {
-            group: {"count": entry["count"], **entry["model"]} for group, entry in summary.items()
-        }
-        results.setdefault("rows", {})[candidate.label] = report.rows
-        print(f"{candidate.label}: {json.dumps(summary['all']['model'])}")
+            results["rows"][split][candidate.label] = rows
+            print(f"{split} {candidate.label}: {json.dumps(summary['all']['model'])}")
     return results
 
 
-def markdown_table(results: dict) -> str:
-    """One table: candidate × group, the five quality metrics and the out-of-gamut share."""
-    head = "| candidate | group | n | PSNR dB | SSIM | CF | ΔCF | AuC | hue | out of gamut |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for label, groups in results["candidates"].items():
-        for group in ("all", "general", "landscape", "people"):
+def _f(value: float, spec: str) -> str:
+    return (
+        "–"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else format(value, spec)
+    )
+
+
+def _metrics_table(split: dict) -> list[str]:
+    lines = ["| candidate | group | n | PSNR dB | SSIM | CF | ΔCF | AuC | hue | out of gamut |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for label, groups in split["candidates"].items():
+        for group in GROUPS:
             if group not in groups:
                 continue
             m = groups[group]
@@ -87,7 +138,49 @@ def markdown_table(results: dict) -> str:
                 f"{m['cf']:.1f} | {m['delta_cf']:.1f} | {m['auc']:.4f} | {m['hue']:.3f} | "
                 f"{100 * m['out_of_gamut']:.2f} % |"
             )
-    return "\n".join(lines)
+    return lines
+
+
+def _sector_table(results: dict) -> list[str]:
+    names = list(HUE_SECTORS)
+    lines = [f"| candidate | split | {' | '.join(names)} |",
+             "|---|---|" + "---:|" * len(names)]  # fmt: skip
+    for split_name, split in results["splits"].items():
+        for label, groups in split["candidates"].items():
+            sectors = groups["all"].get("hue_sectors")
+            if sectors is None:  # gray: no colour, no hue
+                continue
+            cells = " | ".join(_f(sectors[n], ".3f") for n in names)
+            lines.append(f"| {label} | {SPLIT_TITLES[split_name]} | {cells} |")
+    return lines
+
+
+def _source_table(split: dict) -> list[str]:
+    sources = sorted(g for g in split["candidates"]["gray"] if g.startswith("source:"))
+    gray = split["candidates"]["gray"]
+    heads = " | ".join(f"{s[7:]} ({gray[s]['count']})" for s in sources)
+    lines = [f"| candidate | {heads} |", "|---|" + "---:|" * len(sources)]
+    for label, groups in split["candidates"].items():
+        cells = " | ".join(
+            f"{groups[s]['psnr']:.2f} dB, hue {groups[s]['hue']:.3f}" for s in sources
+        )
+        lines.append(f"| {label} | {cells} |")
+    return lines
+
+
+def markdown_table(results: dict) -> str:
+    """The tables of :func:`compare`'s results: per split candidate × group (cross-source
+    first), hue accuracy per hue sector of the truth, and the cross-source split per source."""
+    out: list[str] = []
+    for split_name, split in results["splits"].items():
+        out += [f"**{SPLIT_TITLES[split_name]}** ({split['photos']} photos)", ""]
+        out += [*_metrics_table(split), ""]
+    out += ["**Hue accuracy by hue sector of the truth** (all photos of the split)", ""]
+    out += _sector_table(results)
+    if "cross" in results["splits"]:
+        out += ["", "**Cross-source split per source** (PSNR and hue accuracy)", ""]
+        out += _source_table(results["splits"]["cross"])
+    return "\n".join(out)
 
 
 def insert_table(document: Path, table: str) -> None:
@@ -156,25 +249,61 @@ def contact_sheet(
     return out
 
 
+def default_candidates() -> list[Candidate]:
+    """The shipped models every comparison includes."""
+    seed = str(MODELS_DIR / "seed-general.onnx")
+    return [
+        Candidate("seed-general", seed, NO_BOOST),
+        Candidate("seed-general, paper's boost ×2", seed, None),
+        Candidate("vivid-general", str(MODELS_DIR / "vivid-general.onnx"), NO_BOOST),
+        Candidate("effunet-general", str(MODELS_DIR / "effunet-general.onnx"), NO_BOOST),
+    ]
+
+
+def _labelled(text: str) -> tuple[str, str]:
+    label, _, model = text.partition("=")
+    if not model:
+        raise argparse.ArgumentTypeError(f"{text!r}: use LABEL=MODEL.onnx")
+    return label, model
+
+
+def _pictures(data, results: dict, sheet: list[Candidate], out: Path) -> None:
+    """The contact sheet (16 cross-source photos) and the failure sheet of the last candidate."""
+    rows = results["rows"]["cross"]
+    last = sheet[-1].label
+    columns = [("gray", None, None)]
+    columns += [(c.label, Colorizer(c.model), c.boost) for c in sheet]
+    columns += [("truth", None, None)]
+    files = [r["file"] for r in rows[last]]
+    chosen = files[:: max(1, len(files) // 16)][:16]
+    contact_sheet(data, chosen, columns, out / "contact-sheet.jpg")
+    loss = {r["file"]: r["model"]["psnr"] - r["gray"]["psnr"] for r in rows[last]}
+    worst = sorted(loss, key=loss.get)[:8]
+    contact_sheet(data, worst, columns, out / "failures.jpg")
+    print(f"worst for {last} (PSNR vs gray):", {f: round(loss[f], 2) for f in worst})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="+")
-    parser.add_argument("--vivid", type=Path, default=MODELS_DIR / "vivid-general.onnx")
-    parser.add_argument("--effunet", type=Path, default=MODELS_DIR / "effunet-general.onnx")
+    parser.add_argument(
+        "--candidate", type=_labelled, action="append", default=[],
+        help="LABEL=MODEL.onnx, scored after the shipped models (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sheet", action="append", default=[],
+        help="a candidate's label for the contact sheets' columns (repeatable; default: "
+        "effunet-general and the last candidate)",
+    )  # fmt: skip
     parser.add_argument(
         "--out", type=Path, default=ROOT / "trainer/checkpoints/eval/comparison.json"
     )
+    parser.add_argument("--cache", type=Path, default=ROOT / "trainer/checkpoints/eval/.cache")
     parser.add_argument("--pictures", type=Path, default=ROOT / "docs/models")
     args = parser.parse_args()
-    seed = str(MODELS_DIR / "seed-general.onnx")
-    candidates = [
-        Candidate("seed, no boost", seed, NO_BOOST),
-        Candidate("seed, paper's boost ×2", seed, None),
-        Candidate("vivid, no boost", str(args.vivid), NO_BOOST),
-        Candidate("auto", "auto", NO_BOOST),
-        Candidate("effunet, no boost", str(args.effunet), NO_BOOST),
-    ]
-    results = compare(args.data, candidates)
+    candidates = default_candidates()
+    candidates += [Candidate(label, model, NO_BOOST) for label, model in args.candidate]
+    results = compare(args.data, candidates, cache=args.cache)
     rows = results.pop("rows")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -182,19 +311,9 @@ def main() -> None:
     print(markdown_table(results))
     for document in (ROOT / "README.md", ROOT / "MODELS.md"):
         insert_table(document, markdown_table(results))
-    files = [r["file"] for r in rows["effunet, no boost"]]
-    chosen = files[:: max(1, len(files) // 12)][:12]
-    seed_model, vivid_model = Colorizer(seed), Colorizer(str(args.vivid))
-    effunet_model = Colorizer(str(args.effunet))
-    columns = [("gray", None, None), ("seed x2", seed_model, (2.0, 2.0)),
-               ("vivid", vivid_model, NO_BOOST), ("effunet", effunet_model, NO_BOOST),
-               ("truth", None, None)]  # fmt: skip
-    contact_sheet(args.data, chosen, columns, args.pictures / "contact-sheet.jpg")
-    for label, key in (("effunet", "effunet, no boost"), ("vivid", "vivid, no boost")):
-        loss = {r["file"]: r["model"]["psnr"] - r["gray"]["psnr"] for r in rows[key]}
-        worst = sorted(loss, key=loss.get)[:6]
-        contact_sheet(args.data, worst, columns, args.pictures / f"{label}-failures.jpg")
-        print(f"worst for {label} (PSNR vs gray):", {f: round(loss[f], 2) for f in worst})
+    by_label = {c.label: c for c in candidates}
+    labels = args.sheet or list(dict.fromkeys(["effunet-general", candidates[-1].label]))
+    _pictures(args.data, {"rows": rows}, [by_label[label] for label in labels], args.pictures)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Datasets from image folders: scanning, a deterministic split, a compact LAB cache, random crops.
 
 A photo's category is the name of its top-level subfolder (``root/people/x.jpg`` → ``people``);
-files directly under the root have the category ``general``. The train/validation split is a hash of
-the path *inside* the category folder, so it never changes with the order of files, with the
-machine, or when a photo is relabelled. Photos are decoded once into a cache of uint8 LAB images
-(at most ``max_side`` pixels on the long side) so training spends its cores on the model, not on
-decoding.
+files directly under the root have the category ``general``. Photos of the sources named in
+:data:`CROSS_SOURCES` form the **cross-source split**: no model trains on them, so they measure how
+a model colours photos from sources it never saw. The others are split into train and (in-source)
+validation by a hash of the path *inside* the category folder, so the split never changes with the
+order of files, with the machine, or when a photo is relabelled. Photos are decoded once into a
+cache of uint8 LAB images (at most ``max_side`` pixels on the long side) so training spends its
+cores on the model, not on decoding.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -34,7 +36,13 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".jp2"}
 )
 DEFAULT_CATEGORY = "general"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+
+CROSS_SOURCES = frozenset({"flickr8k", "bsds500", "dpst", "selfexsr"})
+"""Sources (file-name prefixes) held out whole: Flickr8k everyday scenes (``more/``), BSDS500,
+the deep-photo-style-transfer photos and SelfExSR's Urban100/Sun-Hays80 (``extra/``). No model
+trains on them from this split on; together they span people, landscape and general photos."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,13 @@ class Photo:
     key: str
     """Path inside the category folder, with '/' separators: the split is a hash of it."""
     category: str
+    root: str = ""
+    """The name of the data folder it was found in (``train``, ``extra``, ``more``)."""
+
+    @property
+    def source(self) -> str:
+        """Where the photo comes from: ``root/prefix`` (see :func:`source_of`)."""
+        return f"{self.root}/{source_of(self.key)}"
 
 
 def scan_folder(root: Path | str) -> list[Photo]:
@@ -58,9 +73,9 @@ def scan_folder(root: Path | str) -> list[Photo]:
             continue
         parts = path.relative_to(root).parts
         if len(parts) > 1:
-            photos.append(Photo(path, "/".join(parts[1:]), parts[0]))
+            photos.append(Photo(path, "/".join(parts[1:]), parts[0], root.resolve().name))
         else:
-            photos.append(Photo(path, parts[0], DEFAULT_CATEGORY))
+            photos.append(Photo(path, parts[0], DEFAULT_CATEGORY, root.resolve().name))
     return photos
 
 
@@ -86,7 +101,10 @@ def source_of(photo_key: str) -> str:
 
 
 def split_of(key: str, val_fraction: float, salt: str = "") -> str:
-    """``"val"`` or ``"train"`` from a stable hash of the photo's key."""
+    """``"cross"`` for a photo of a held-out source (:data:`CROSS_SOURCES`), else ``"val"`` or
+    ``"train"`` from a stable hash of the photo's key."""
+    if source_of(key) in CROSS_SOURCES:
+        return "cross"
     digest = hashlib.sha256(f"{salt}{key}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
     return "val" if fraction < val_fraction else "train"
@@ -98,7 +116,8 @@ def select(
     val_fraction: float = 0.15,
     categories: Sequence[str] | None = None,
 ) -> list[Photo]:
-    """Photos of one split (``train``/``val``; None = all) in the given categories (None = all)."""
+    """Photos of one split (``train``/``val``/``cross``; None = all) in the given categories
+    (None = all)."""
     chosen = []
     for photo in photos:
         if categories and photo.category not in categories:
@@ -107,6 +126,15 @@ def select(
             continue
         chosen.append(photo)
     return chosen
+
+
+def spread(photos: Sequence[Photo], count: int) -> list[Photo]:
+    """At most ``count`` of ``photos``, evenly spaced through the (sorted) list, so every folder,
+    category and source keeps its share."""
+    if count <= 0:
+        return []
+    step = max(1.0, len(photos) / count)
+    return [photos[int(i * step)] for i in range(min(count, len(photos)))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +177,8 @@ class LabCache:
     categories: list[str]
     skipped: dict[str, str]
     """key → reason, for photos left out (unreadable, grayscale)."""
+    sources: list[str] = field(default_factory=list)
+    """Each photo's :attr:`Photo.source` (``root/prefix``)."""
 
     def __len__(self) -> int:
         return len(self.images)
@@ -164,7 +194,9 @@ def _cache_id(photos: Sequence[Photo], max_side: int) -> str:
     h = hashlib.sha256(f"v{CACHE_VERSION}:{max_side}".encode())
     for photo in photos:
         stat = photo.path.stat()
-        h.update(f"{photo.category}/{photo.key}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        h.update(
+            f"{photo.source}:{photo.category}/{photo.key}:{stat.st_size}:{stat.st_mtime_ns}\n".encode()
+        )
     return h.hexdigest()[:16]
 
 
@@ -187,7 +219,7 @@ def build_cache(
             return _read_cache(cache_file)
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         decoded = list(pool.map(lambda p: load_lab(p.path, max_side), photos))
-    images, keys, categories, skipped = [], [], [], {}
+    images, keys, categories, sources, skipped = [], [], [], [], {}
     for photo, lab in zip(photos, decoded, strict=True):
         name = f"{photo.category}/{photo.key}"
         if lab is None:
@@ -198,7 +230,8 @@ def build_cache(
             images.append(lab)
             keys.append(photo.key)
             categories.append(photo.category)
-    cache = LabCache(images, keys, categories, skipped)
+            sources.append(photo.source)
+    cache = LabCache(images, keys, categories, skipped, sources)
     if cache_file is not None:
         _write_cache(cache_file, cache)
     return cache
@@ -213,7 +246,8 @@ def _write_cache(path: Path, cache: LabCache) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     shapes = np.array([im.shape for im in cache.images], np.int64).reshape(-1, 3)
     flat = np.concatenate([im.ravel() for im in cache.images]) if cache.images else np.zeros(0)
-    meta = {"keys": cache.keys, "categories": cache.categories, "skipped": cache.skipped}
+    meta = {"keys": cache.keys, "categories": cache.categories, "skipped": cache.skipped,
+            "sources": cache.sources}  # fmt: skip
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, flat=flat.astype(np.uint8), shapes=shapes, meta=np.array(json.dumps(meta)))
     os.replace(tmp, path)
@@ -228,7 +262,7 @@ def _read_cache(path: Path) -> LabCache:
         n = int(np.prod(shape))
         images.append(flat[offset : offset + n].reshape(shape))
         offset += n
-    return LabCache(images, meta["keys"], meta["categories"], meta["skipped"])
+    return LabCache(images, meta["keys"], meta["categories"], meta["skipped"], meta["sources"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,12 +280,15 @@ def lab_to_model_pair(
 
 
 class PatchSampler:
-    """Random-resized crops with horizontal flips, drawn from a numpy ``Generator``.
+    """Random crops with horizontal flips, drawn from a numpy ``Generator``.
 
-    A crop covers ``min_scale``..1 of the photo's area with an aspect ratio between 3/4 and 4/3 and
-    is resized to ``size×size``: the model sees whole scenes (as at inference, where the photo is
-    resized to the model's size) as well as close-ups. All randomness comes from ``rng``, so saving
-    its state resumes the exact sequence.
+    Two kinds of crop. By default (``max_downscale`` None) a crop covers ``min_scale``..1 of the
+    photo's area with an aspect ratio between 3/4 and 4/3 and is resized to ``size×size``, enlarged
+    where the photo is small. With ``max_downscale`` the crop is taken at the photo's own scale:
+    ``size·z`` pixels square (``z`` log-uniform in 1..``max_downscale``, aspect 3/4..4/3) reduced
+    to ``size×size``, never enlarged unless the photo itself is smaller than ``size`` — so the
+    model trains on pixels as sharp as the ones it sees in use, not on upscaled ones. All
+    randomness comes from ``rng``, so saving its state resumes the exact sequence.
     """
 
     def __init__(
@@ -261,19 +298,30 @@ class PatchSampler:
         norm: Normalization = SEED_NORMALIZATION,
         min_scale: float = 0.25,
         weights: np.ndarray | None = None,
+        max_downscale: float | None = None,
     ) -> None:
         if len(cache) == 0:
             raise ValueError("no training photos left after filtering")
         self.cache, self.size, self.norm, self.min_scale = cache, size, norm, min_scale
         self.weights = weights
         """Per-photo sampling probabilities (None: uniform)."""
+        self.max_downscale = max_downscale
+
+    def _region(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int]:
+        """The crop's height and width in the photo's pixels."""
+        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        if self.max_downscale is None:
+            area = h * w * rng.uniform(self.min_scale, 1.0)
+        else:
+            zoom = np.exp(rng.uniform(0.0, np.log(self.max_downscale)))
+            area = (self.size * zoom) ** 2
+        return int(min(h, round(np.sqrt(area / aspect)))), int(
+            min(w, round(np.sqrt(area * aspect)))
+        )
 
     def crop(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         h, w = image.shape[:2]
-        area = h * w * rng.uniform(self.min_scale, 1.0)
-        aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-        ch = int(min(h, round(np.sqrt(area / aspect))))
-        cw = int(min(w, round(np.sqrt(area * aspect))))
+        ch, cw = self._region(h, w, rng)
         y = int(rng.integers(0, h - ch + 1))
         x = int(rng.integers(0, w - cw + 1))
         patch = resize_plane(image[y : y + ch, x : x + cw], self.size)

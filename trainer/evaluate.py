@@ -34,7 +34,16 @@ from engine.model_io import (
     model_input,
     upsample_ab,
 )
-from trainer.metrics import ab_error_auc, colorfulness, hue_accuracy, psnr, ssim
+from trainer.data import source_of
+from trainer.metrics import (
+    HUE_SECTORS,
+    ab_error_auc,
+    colorfulness,
+    hue_accuracy,
+    hue_counts_by_sector,
+    psnr,
+    ssim,
+)
 
 METRICS = ("psnr", "ssim", "cf", "delta_cf", "auc", "hue", "out_of_gamut")
 """``hue``: :func:`trainer.metrics.hue_accuracy` (its mean skips photos with no colourful pixel)."""
@@ -43,25 +52,26 @@ METRICS = ("psnr", "ssim", "cf", "delta_cf", "auc", "hue", "out_of_gamut")
 def score_predictions(
     L_norm: np.ndarray, pred_ab: np.ndarray, truth_ab: np.ndarray, norm: Normalization
 ) -> dict[str, float]:
-    """Mean PSNR and AuC of model-size predictions and of gray, for the validation during training.
+    """Mean PSNR, AuC and hue accuracy of model-size predictions (and PSNR and AuC of gray), for
+    the validation during training.
 
     All arrays are normalised model tensors: ``N×1×h×w`` and ``N×2×h×w``.
     """
     scores: dict[str, list[float]] = {
-        "val_psnr": [],
-        "val_auc": [],
-        "gray_psnr": [],
-        "gray_auc": [],
-    }
+        "val_psnr": [], "val_auc": [], "val_hue": [], "gray_psnr": [], "gray_auc": [],
+    }  # fmt: skip
     for L_n, pred, truth in zip(L_norm, pred_ab, truth_ab, strict=True):
         L = denormalize_l(L_n[0], norm)
         truth_hwc = np.transpose(denormalize_ab(truth, norm), (1, 2, 0))
         truth_bgr = lab_to_bgr(merge_l_ab(L, truth_hwc))
         for name, ab in (("val", pred), ("gray", np.zeros_like(pred))):
             out = colorize_output(L, ab, norm)
+            out_ab = bgr_to_lab(out)[..., 1:]
             scores[f"{name}_psnr"].append(psnr(out, truth_bgr))
-            scores[f"{name}_auc"].append(ab_error_auc(bgr_to_lab(out)[..., 1:], truth_hwc))
-    return {k: float(np.mean(v)) for k, v in scores.items()}
+            scores[f"{name}_auc"].append(ab_error_auc(out_ab, truth_hwc))
+            if name == "val":
+                scores["val_hue"].append(hue_accuracy(out_ab, truth_hwc))
+    return {k: _mean(v) for k, v in scores.items()}
 
 
 def image_scores(
@@ -70,7 +80,9 @@ def image_scores(
     """All metrics of one colorized image against its truth (both 8-bit BGR)."""
     cf_pred, cf_truth = colorfulness(pred_bgr), colorfulness(truth_bgr)
     ab_pred, ab_truth = bgr_to_lab(pred_bgr)[..., 1:], bgr_to_lab(truth_bgr)[..., 1:]
+    sectors = hue_counts_by_sector(ab_pred, ab_truth)
     return {
+        "hue_sectors": {name: list(counts) for name, counts in sectors.items()},
         "psnr": psnr(pred_bgr, truth_bgr),
         "ssim": ssim(pred_bgr, truth_bgr),
         "cf": cf_pred,
@@ -98,10 +110,16 @@ class EvalReport:
     settings: dict = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
-        """``{group: {"model"|"gray"|"truth": {metric: mean}}}`` with groups = categories + all."""
+        """``{group: {"model"|"gray"|"truth": {metric: mean}}}`` with groups = all, the
+        categories and, where photos of several sources were scored, ``source:NAME``. The model's
+        ``hue_sectors`` are hue accuracies per sector of the truth's hue, pooled over pixels."""
         groups: dict[str, list[dict]] = {"all": self.rows}
         for row in self.rows:
             groups.setdefault(row["category"], []).append(row)
+        sources = sorted({source_of(row["file"]) for row in self.rows})
+        if len(sources) > 1:
+            for row in self.rows:
+                groups.setdefault(f"source:{source_of(row['file'])}", []).append(row)
         out = {}
         for group, rows in groups.items():
             out[group] = {"count": len(rows)}
@@ -109,11 +127,22 @@ class EvalReport:
                 out[group][variant] = {
                     m: _mean([r[variant].get(m, np.nan) for r in rows]) for m in METRICS
                 }
+            out[group]["model"]["hue_sectors"] = _pooled_sectors(rows)
             out[group]["truth"] = {"cf": float(np.mean([r["truth_cf"] for r in rows]))}
         return out
 
     def to_json(self) -> dict:
         return {"settings": self.settings, "summary": self.summary(), "images": self.rows}
+
+
+def _pooled_sectors(rows: list[dict]) -> dict[str, float]:
+    """Hue accuracy per sector over all the rows' pixels (NaN for a sector no truth pixel is in)."""
+    pooled = {}
+    for name in HUE_SECTORS:
+        counts = [r["model"]["hue_sectors"][name] for r in rows if "hue_sectors" in r["model"]]
+        right, total = (sum(c[i] for c in counts) for i in (0, 1))
+        pooled[name] = right / total if total else float("nan")
+    return pooled
 
 
 def _mean(values: list[float]) -> float:

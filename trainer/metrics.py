@@ -86,3 +86,44 @@ def hue_accuracy(
     )
     right = (np.hypot(pred[:, 0], pred[:, 1]) > min_chroma) & (np.abs(hue_gap) <= max_degrees)
     return float(right.mean())
+
+
+HUE_SECTORS: dict[str, tuple[float, float]] = {
+    "red": (345.0, 40.0),
+    "orange-yellow": (40.0, 105.0),
+    "green": (105.0, 180.0),
+    "cyan-blue": (180.0, 300.0),
+    "purple": (300.0, 345.0),
+}
+"""Sectors of the truth's LAB hue angle (degrees, atan2(b, a)): skin, wood, earth and sand fall in
+orange-yellow, foliage in green, sky and water in cyan-blue."""
+
+
+def hue_counts_by_sector(
+    ab_pred: np.ndarray,
+    ab_truth: np.ndarray,
+    colourful: float = HUE_COLOURFUL_CHROMA,
+    min_chroma: float = 5.0,
+    max_degrees: float = 30.0,
+) -> dict[str, tuple[int, int]]:
+    """Per :data:`HUE_SECTORS` sector of the truth's hue: (pixels given the right hue, colourful
+    pixels), as :func:`hue_accuracy` counts them. Counts, so that sectors can be pooled over
+    photos (few photos have every sector)."""
+    pred = ab_pred.reshape(-1, 2).astype(np.float64)
+    truth = ab_truth.reshape(-1, 2).astype(np.float64)
+    chosen = np.hypot(truth[:, 0], truth[:, 1]) > colourful
+    pred, truth = pred[chosen], truth[chosen]
+    truth_hue = np.degrees(np.arctan2(truth[:, 1], truth[:, 0])) % 360.0
+    hue_gap = np.angle(
+        (pred[:, 0] + 1j * pred[:, 1]) * np.conj(truth[:, 0] + 1j * truth[:, 1]), deg=True
+    )
+    right = (np.hypot(pred[:, 0], pred[:, 1]) > min_chroma) & (np.abs(hue_gap) <= max_degrees)
+    counts = {}
+    for name, (start, end) in HUE_SECTORS.items():
+        inside = (
+            (truth_hue >= start) & (truth_hue < end)
+            if start < end
+            else (truth_hue >= start) | (truth_hue < end)
+        )
+        counts[name] = (int(right[inside].sum()), int(inside.sum()))
+    return counts

@@ -10,12 +10,14 @@ written atomically every epoch, every ``checkpoint_minutes`` and on Ctrl-C;
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import math
 import os
 import platform
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -37,12 +39,14 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.data import (
+    CROSS_SOURCES,
     LabCache,
     PatchSampler,
     build_cache,
     scan_folders,
     select,
     source_of,
+    spread,
     whole_image_batch,
 )
 from trainer.device import autocast_dtype, pick_device
@@ -60,8 +64,12 @@ from trainer.pack import data_sources
 
 METRIC_COLUMNS = [
     "epoch", "global_step", "images_seen", "train_loss", "val_loss", "gray_loss", "val_psnr",
-    "val_auc", "gray_psnr", "gray_auc", "lr", "elapsed_s", "images_per_s",
+    "val_auc", "val_hue", "gray_psnr", "gray_auc", "cross_val_psnr", "cross_val_auc",
+    "cross_val_hue", "cross_gray_psnr", "cross_gray_auc", "lr", "elapsed_s", "images_per_s",
 ]  # fmt: skip
+RAW_PREFIX = "train/"
+"""With an EMA, ``last`` holds the average as its weights and the trained weights under this
+prefix among the optimizer tensors (what a resume continues from)."""
 
 SEED_BOOST = {"general": (2.0, 2.0), "people": (1.6, 1.6), "landscape": (1.6, 1.6)}
 """The paper's post-boost of ab per category model."""
@@ -103,6 +111,19 @@ class TrainConfig:
     """Sample photos balanced by category and source (:func:`sampling_weights`), not uniformly."""
     input_size: int | None = None
     """The engine's input size stored in the checkpoint. Default: the training crop ``size``."""
+    max_downscale: float | None = None
+    """Crops at the photo's own scale, reduced by up to this factor (:class:`PatchSampler`);
+    None: random-resized crops covering ``min_scale``..1 of the photo."""
+    soft_targets: bool = False
+    """Classes heads: soft-encoded targets (5 nearest classes, :mod:`trainer.losses`)."""
+    encoder_lr_scale: float = 1.0
+    """The pretrained encoder's learning rate as a share of ``lr`` (the decoder gets ``lr``)."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average of the weights (e.g. 0.999); validated and saved."""
+    cross_photos: int = 0
+    """Photos of the cross-source split (whole held-out sources) scored every epoch; with some,
+    ``best`` is the epoch with the highest cross-source hue accuracy + AuC, not the lowest
+    in-source validation loss."""
 
     @property
     def data_roots(self) -> list[Path]:
@@ -234,6 +255,9 @@ class Trainer:
         photos = scan_folders(config.data_roots)
         train_photos = select(photos, "train", config.val_fraction, config.categories)
         val_photos = select(photos, "val", config.val_fraction, config.categories)
+        cross_photos = spread(
+            select(photos, "cross", config.val_fraction, config.categories), config.cross_photos
+        )
         if not train_photos or not val_photos:
             raise ValueError(
                 f"{', '.join(map(str, config.data_roots))}: {len(train_photos)} training and "
@@ -245,16 +269,23 @@ class Trainer:
         started = time.perf_counter()
         self.train_cache = build_cache(train_photos, config.cache_max_side, cache_dir)
         self.val_cache = build_cache(val_photos, config.cache_max_side, cache_dir)
+        self.cross_cache = build_cache(cross_photos, config.cache_max_side, cache_dir)
         self.console.print(
-            f"data: {len(self.train_cache)} training / {len(self.val_cache)} validation photos "
+            f"data: {len(self.train_cache)} training / {len(self.val_cache)} validation / "
+            f"{len(self.cross_cache)} cross-source photos "
             f"({len(self.train_cache.skipped) + len(self.val_cache.skipped)} skipped), "
             f"decoded in {time.perf_counter() - started:.1f}s"
         )
         weights = sampling_weights(self.train_cache) if config.balance else None
         self.sampler = PatchSampler(
-            self.train_cache, config.size, self.norm, config.min_scale, weights
-        )
+            self.train_cache, config.size, self.norm, config.min_scale, weights,
+            config.max_downscale,
+        )  # fmt: skip
         self.val_L, self.val_ab = whole_image_batch(self.val_cache, config.size, self.norm)
+        self.cross = (
+            whole_image_batch(self.cross_cache, config.size, self.norm)
+            if len(self.cross_cache) else None
+        )  # fmt: skip
         epoch_size = config.epoch_size or len(self.train_cache)
         self.steps_per_epoch = max(1, math.ceil(epoch_size / config.batch_size))
         self.total_steps = self.steps_per_epoch * config.epochs
@@ -279,9 +310,13 @@ class Trainer:
             counts = count_classes(self.train_cache.images)
             self.class_weights = torch.from_numpy(rarity_weights(counts)).to(self.device)
         self.model = model.to(self.device).to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, config.encoder_lr_scale), lr=config.lr,
+            weight_decay=config.weight_decay,
+        )  # fmt: skip
+        self.ema = None
+        if config.ema_decay:
+            self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.scaler = torch.amp.GradScaler(
             "cuda", enabled=self.use_amp and self.amp_dtype == torch.float16
         )
@@ -304,6 +339,8 @@ class Trainer:
                 "categories": config.categories or "all",
                 "split": f"sha256(key) < {config.val_fraction} → val",
                 "sampling": "balanced by category and source" if config.balance else "uniform",
+                "cross_sources": sorted(CROSS_SOURCES),
+                "cross": self.cross_cache.summary(),
                 "train": self.train_cache.summary(),
                 "val": self.val_cache.summary(),
             },
@@ -328,8 +365,13 @@ class Trainer:
             raise ValueError(
                 f"{self.last_path}: was trained with another seed or preset; cannot resume"
             )
-        self.model.load_state_dict(ckpt.weights)
-        optimizer_from_tensors(self.optimizer, ckpt.optimizer_tensors, state["optimizer"])
+        raw = {k[len(RAW_PREFIX) :]: v for k, v in ckpt.optimizer_tensors.items()
+               if k.startswith(RAW_PREFIX)}  # fmt: skip
+        optimizer_tensors = {k: v for k, v in ckpt.optimizer_tensors.items() if k[:1].isdigit()}
+        self.model.load_state_dict(raw or ckpt.weights)
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt.weights)
+        optimizer_from_tensors(self.optimizer, optimizer_tensors, state["optimizer"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step"]
         self.images_seen, self.elapsed_before = state["images_seen"], state["elapsed_s"]
         self.history, self.best_val = state["history"], state["best_val_loss"]
@@ -342,7 +384,7 @@ class Trainer:
     def step(self, L_np: np.ndarray, ab_np: np.ndarray, lr: float) -> float:
         """One optimisation step on a batch (normalised L and ab); returns the loss."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         L = torch.from_numpy(L_np).to(self.device, memory_format=torch.channels_last)
         ab = torch.from_numpy(ab_np).to(self.device, memory_format=torch.channels_last)
         with torch.autocast(self.device.type, self.amp_dtype, enabled=self.use_amp):
@@ -355,25 +397,42 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            update_ema(self.ema, self.model, self.config.ema_decay, self.images_seen)
         self.images_seen += len(L_np)
         return float(loss.detach())
 
-    def validate(self) -> dict:
-        """Loss, PSNR and AuC of the model and of gray on the validation photos."""
-        self.model.eval()
+    @property
+    def judged_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the moving average where there is one."""
+        return self.ema if self.ema is not None else self.model
+
+    def _predict(self, L: np.ndarray) -> np.ndarray:
+        model = self.judged_model
+        model.eval()
         preds = []
         autocast = torch.autocast(self.device.type, self.amp_dtype, enabled=self.use_amp)
         with torch.no_grad(), autocast:
-            for i in range(0, len(self.val_L), 16):
-                x = torch.from_numpy(self.val_L[i : i + 16]).to(
+            for i in range(0, len(L), 16):
+                x = torch.from_numpy(L[i : i + 16]).to(
                     self.device, memory_format=torch.channels_last
                 )
-                preds.append(self.model(x).float().cpu().numpy())
+                preds.append(model(x).float().cpu().numpy())
         self.model.train()
-        pred = np.concatenate(preds)
+        return np.concatenate(preds)
+
+    def validate(self) -> dict:
+        """Loss, PSNR, AuC and hue accuracy of the model and of gray on the in-source validation
+        photos, and (``cross_*``) on the cross-source photos where there are some."""
+        pred = self._predict(self.val_L)
         loss = float(np.mean((pred - self.val_ab) ** 2))
         scores = score_predictions(self.val_L, pred, self.val_ab, self.norm)
-        return {"val_loss": loss, "gray_loss": float(np.mean(self.val_ab**2)), **scores}
+        scores = {"val_loss": loss, "gray_loss": float(np.mean(self.val_ab**2)), **scores}
+        if self.cross is not None:
+            cross_L, cross_ab = self.cross
+            cross = score_predictions(cross_L, self._predict(cross_L), cross_ab, self.norm)
+            scores.update({f"cross_{k}": v for k, v in cross.items()})
+        return scores
 
     # Checkpoints ----------------------------------------------------------------------------
     def _checkpoint_config(self, metrics: dict | None) -> dict:
@@ -397,18 +456,21 @@ class Trainer:
             "torch_rng": torch.get_rng_state().tolist(),
         }  # fmt: skip
         metrics = self.history[-1] if self.history else None
-        weights = self.model.state_dict()
+        if self.ema is not None:  # the average is the checkpoint; the raw weights resume
+            tensors |= {RAW_PREFIX + k: v for k, v in self.model.state_dict().items()}
+        weights = self.judged_model.state_dict()
         save_checkpoint(
             self.last_path, Checkpoint(weights, self._checkpoint_config(metrics), state, tensors)
         )
 
     def save_best(self, metrics: dict) -> None:
-        """``best.safetensors`` when this epoch's validation loss is the lowest so far."""
-        if metrics["val_loss"] < self.best_val:
-            self.best_val = metrics["val_loss"]
+        """``best.safetensors`` when this epoch is the best so far (:func:`selection_loss`)."""
+        loss = selection_loss(metrics)
+        if loss < self.best_val:
+            self.best_val = loss
             save_checkpoint(
                 self.best_path,
-                Checkpoint(self.model.state_dict(), self._checkpoint_config(metrics)),
+                Checkpoint(self.judged_model.state_dict(), self._checkpoint_config(metrics)),
             )
 
     # The loop -------------------------------------------------------------------------------
@@ -512,24 +574,67 @@ def train(
     return trainer.fit()
 
 
-def sampling_weights(cache: LabCache) -> np.ndarray:
-    """Per-photo sampling probabilities that keep one source from dominating: within a category,
-    each source's photos share a weight ∝ √(its photo count); each category's total ∝ √(its
-    photo count). (700 photos of one source weigh like 26 photos of 26 sources, not 700.)"""
-    sources = [source_of(key) for key in cache.keys]
-    per_category: dict[str, int] = {}
-    per_source: dict[tuple[str, str], int] = {}
-    for category, source in zip(cache.categories, sources, strict=True):
-        per_category[category] = per_category.get(category, 0) + 1
-        per_source[category, source] = per_source.get((category, source), 0) + 1
-    source_total = {c: 0.0 for c in per_category}
-    for (category, _), n in per_source.items():
-        source_total[category] += math.sqrt(n)
-    weights = np.array([
-        math.sqrt(per_category[c]) / source_total[c] / math.sqrt(per_source[c, s])
-        for c, s in zip(cache.categories, sources, strict=True)
-    ])  # fmt: skip
+SMALL_SOURCE = 20
+"""Sources with fewer photos are pooled, per data folder, into one source for sampling."""
+
+
+def sampling_weights(cache: LabCache, power: float = 0.5) -> np.ndarray:
+    """Per-photo sampling probabilities that keep one source or category from dominating without
+    shrinking the data set: a source's share of the draws ∝ (its photo count)^``power``, and each
+    category's share ∝ √(its photo count). Sources under :data:`SMALL_SOURCE` photos are pooled
+    per data folder (``train/`` holds dozens of packages of 1–20 photos: as sources of their own
+    they took a quarter of the draws)."""
+    sources = _pooled_sources(cache.sources or [f"/{source_of(k)}" for k in cache.keys])
+    per_group = Counter(zip(cache.categories, sources, strict=True))
+    per_category = Counter(cache.categories)
+    groups = list(zip(cache.categories, sources, strict=True))
+    weights = np.array([float(per_group[group]) ** (power - 1) for group in groups])
+    for category, count in per_category.items():
+        mask = np.array([c == category for c in cache.categories])
+        weights[mask] *= math.sqrt(count) / weights[mask].sum()
     return weights / weights.sum()
+
+
+def _pooled_sources(sources: list[str]) -> list[str]:
+    counts = Counter(sources)
+    return [s if counts[s] >= SMALL_SOURCE else s.split("/", 1)[0] + "/(small)" for s in sources]
+
+
+def effective_photos(weights: np.ndarray) -> float:
+    """How many photos, drawn uniformly, would give the same sampling variance (Kish)."""
+    return float(1.0 / np.square(weights / weights.sum()).sum())
+
+
+def parameter_groups(model: torch.nn.Module, encoder_lr_scale: float) -> list[dict]:
+    """The encoder's parameters (learning rate × ``encoder_lr_scale``) and the rest's."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or encoder_lr_scale == 1.0:
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    own = {id(p) for p in encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in own]
+    return [{"params": list(encoder.parameters()), "lr_scale": encoder_lr_scale},
+            {"params": rest, "lr_scale": 1.0}]  # fmt: skip
+
+
+def update_ema(
+    average: torch.nn.Module, model: torch.nn.Module, decay: float, images_seen: int
+) -> None:
+    """Move ``average``'s weights towards ``model``'s (decay warmed up over the first steps);
+    buffers (BatchNorm statistics) are copied."""
+    decay = min(decay, (1 + images_seen / 32) / (10 + images_seen / 32))
+    with torch.no_grad():
+        for mine, theirs in zip(average.parameters(), model.parameters(), strict=True):
+            mine.lerp_(theirs, 1.0 - decay)
+        for mine, theirs in zip(average.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
+
+
+def selection_loss(metrics: dict) -> float:
+    """Lower is better: −(hue accuracy + AuC) on the cross-source photos where they were scored,
+    else the in-source validation loss."""
+    if "cross_val_hue" in metrics:
+        return -(metrics["cross_val_hue"] + metrics["cross_val_auc"])
+    return metrics["val_loss"]
 
 
 def load_matching(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list[str]:
