@@ -5,7 +5,8 @@
 * **blocks** between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``: ``benchmarks`` (every
   ``engine benchmark`` report in ``benchmarks/results/`` but the memory runs), ``memory`` (peak
   RSS per model and batch, ``memory-*.json``), ``reliability`` (``soak.json``,
-  ``large-image-*.json``), ``comparison`` (``trainer/checkpoints/eval/comparison.json``) and
+  ``large-image-*.json``), ``comparison`` (``trainer/checkpoints/eval/comparison.json``),
+  ``tries`` (the training tries, ``trainer/checkpoints/eval/tries.json``) and
   ``ray-plan`` (the scale-out plan of ``ray-scaling.json``);
 * **inline figures** ``<!-- fig FILE PATH FORMAT -->text<!-- /fig -->``: the value at ``PATH`` in
   the JSON ``FILE`` (relative to the repository), formatted with Python's ``FORMAT`` spec. A path
@@ -127,11 +128,18 @@ def comparison_table() -> str:
     return markdown_table(json.loads(COMPARISON.read_text()))
 
 
+def tries_table() -> str:
+    from trainer.tries import TRIES, markdown_table
+
+    return markdown_table(json.loads(TRIES.read_text()))
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "benchmarks": section,
     "memory": memory_table,
     "reliability": reliability_table,
     "comparison": comparison_table,
+    "tries": tries_table,
     "ray-plan": ray_plan_table,
 }
 

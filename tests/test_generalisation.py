@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import photo_paths
-from trainer import data
+from trainer import data, tries
 from trainer.bins import bin_centres
 from trainer.losses import rebalanced_cross_entropy, soft_class_targets
 from trainer.metrics import HUE_SECTORS, hue_counts_by_sector
@@ -173,3 +173,9 @@ def test_a_run_with_every_generalisation_setting_resumes_exactly(mixed_sources, 
     for key, value in expected.weights.items():  # the averages agree, not only the raw weights
         torch.testing.assert_close(got.weights[key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert got.config["data"]["cross"]["photos"] == 3
+    record = tries.add("whole", whole.run_dir, "every setting", tmp_path / "tries.json")
+    (entry,) = record["tries"]
+    assert entry["images_seen"] == 8 and entry["settings"]["soft_targets"] is True
+    assert entry["passes"] == pytest.approx(8 / entry["training_photos"], abs=0.01)
+    table = tries.markdown_table(record).splitlines()
+    assert len(table) == 2 + 2 and table[-1].startswith("| whole | 1 | 8 |")  # epochs 0 and 1

@@ -114,7 +114,7 @@ def test_comparison_tables_and_contact_sheet(tmp_path):
 
     data = tmp_path / "photos"
     for i, path in enumerate(photo_paths()[::2]):  # half of them from a held-out source
-        target = data / path.parent.name / f"{'bsds500' if i % 2 else 'src'}__{i}.jpg"
+        target = data / path.parent.name / f"{'flickr8k' if i % 2 else 'src'}__{i}.jpg"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
     seed = str(Path(__file__).parents[1] / "engine/models/seed-general.onnx")

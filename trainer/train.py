@@ -281,9 +281,10 @@ class Trainer:
             self.train_cache, config.size, self.norm, config.min_scale, weights,
             config.max_downscale,
         )  # fmt: skip
-        self.val_L, self.val_ab = whole_image_batch(self.val_cache, config.size, self.norm)
+        check_size = config.input_size or config.size  # as the engine will see the photos
+        self.val_L, self.val_ab = whole_image_batch(self.val_cache, check_size, self.norm)
         self.cross = (
-            whole_image_batch(self.cross_cache, config.size, self.norm)
+            whole_image_batch(self.cross_cache, check_size, self.norm)
             if len(self.cross_cache) else None
         )  # fmt: skip
         epoch_size = config.epoch_size or len(self.train_cache)
