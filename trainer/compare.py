@@ -19,6 +19,8 @@ import argparse
 import hashlib
 import json
 import math
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +105,9 @@ def compare(
         photos_of[split] = spread(photos, limit) if limit else photos
     results: dict = {
         "settings": {"long_side": long_side, "val_fraction": val_fraction, "limit": limit,
-                     "cross_sources": sorted(CROSS_SOURCES), "never_trained_on": True},
+                     "cross_sources": sorted(CROSS_SOURCES), "never_trained_on": True,
+                     "candidates": {c.label: {"model": Path(c.model).name, "boost": c.boost,
+                                              "sha256": _sha256(c.model)} for c in candidates}},
         "splits": {}, "rows": {},
     }  # fmt: skip
     for split, photos in photos_of.items():
@@ -313,6 +317,7 @@ def main() -> None:
     candidates = default_candidates()
     candidates += [Candidate(label, model, NO_BOOST) for label, model in args.candidate]
     results = compare(args.data, candidates, cache=args.cache, limit=args.limit or None)
+    results["settings"]["command"] = shlex.join(["python", "-m", "trainer.compare", *sys.argv[1:]])
     rows = results.pop("rows")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
