@@ -33,8 +33,12 @@ from trainer.checkpoint import Checkpoint, load_checkpoint
 from trainer.models import WithNormalization
 
 OPSET = 17
-PARITY_LIMIT = 1e-3
-"""Largest allowed |Δab| (LAB units) between ONNX Runtime and PyTorch on the parity photos."""
+PARITY_LIMIT = 5e-3
+"""Largest allowed |Δab| (LAB units, any pixel) between ONNX Runtime and PyTorch on the parity
+photos. Both run float32, but sum a 10-GMAC network's products in different orders: on this
+project's AMD EPYC with torch 2.13 and ONNX Runtime 1.32, `seed-general` differs by 1.15e-3 at its
+worst pixel (1e-3 was the limit before). A wrong graph differs by whole units; a just-noticeable
+colour difference is ≈ 2.3."""
 STORAGE_LIMIT = 2.0
 """Largest allowed |Δab| (LAB units, any pixel of the parity photos) that storing the weights as
 float16 may cause: below a just-noticeable colour difference (ΔE ≈ 2.3)."""

@@ -387,9 +387,10 @@ def eval_command(
             ),
         }
     )
-    _print_report(report.summary(), report.settings)
+    by_source = split == "cross"  # the held-out sources, each in its own group too
+    _print_report(report.summary(by_source), report.settings)
     if json_out is not None:
-        full = report.to_json()
+        full = report.to_json(by_source)
         if summary_only:
             del full["images"]
         text = json.dumps(full, indent=2)

@@ -79,10 +79,10 @@ def _report(
             stored = json.loads(file.read_text())
             return stored["summary"], stored["images"]
     report = _run(candidate, photos, long_side)
-    summary = report.summary()
+    summary = report.summary(by_source=True)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps({"label": candidate.label, **report.to_json()}))
+        file.write_text(json.dumps({"label": candidate.label, **report.to_json(by_source=True)}))
     return summary, report.rows
 
 

@@ -109,15 +109,16 @@ class EvalReport:
     rows: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
-    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+    def summary(self, by_source: bool = False) -> dict[str, dict[str, dict[str, float]]]:
         """``{group: {"model"|"gray"|"truth": {metric: mean}}}`` with groups = all, the
-        categories and, where photos of several sources were scored, ``source:NAME``. The model's
-        ``hue_sectors`` are hue accuracies per sector of the truth's hue, pooled over pixels."""
+        categories and, with ``by_source`` where photos of several sources were scored,
+        ``source:NAME``. The model's ``hue_sectors`` are hue accuracies per sector of the truth's
+        hue, pooled over pixels."""
         groups: dict[str, list[dict]] = {"all": self.rows}
         for row in self.rows:
             groups.setdefault(row["category"], []).append(row)
         sources = sorted({source_of(row["file"]) for row in self.rows})
-        if len(sources) > 1:
+        if by_source and len(sources) > 1:
             for row in self.rows:
                 groups.setdefault(f"source:{source_of(row['file'])}", []).append(row)
         out = {}
@@ -131,8 +132,8 @@ class EvalReport:
             out[group]["truth"] = {"cf": float(np.mean([r["truth_cf"] for r in rows]))}
         return out
 
-    def to_json(self) -> dict:
-        return {"settings": self.settings, "summary": self.summary(), "images": self.rows}
+    def to_json(self, by_source: bool = False) -> dict:
+        return {"settings": self.settings, "summary": self.summary(by_source), "images": self.rows}
 
 
 def _pooled_sectors(rows: list[dict]) -> dict[str, float]:
