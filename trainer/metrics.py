@@ -64,6 +64,22 @@ HUE_COLOURFUL_CHROMA = 15.0
 """Truth pixels with LAB chroma above this are the colourful ones :func:`hue_accuracy` counts."""
 
 
+def _right_hues(
+    ab_pred: np.ndarray, ab_truth: np.ndarray, colourful: float, min_chroma: float,
+    max_degrees: float,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(per colourful truth pixel: is the predicted hue right, the truth's ab ``n×2``)."""
+    pred = ab_pred.reshape(-1, 2).astype(np.float64)
+    truth = ab_truth.reshape(-1, 2).astype(np.float64)
+    chosen = np.hypot(truth[:, 0], truth[:, 1]) > colourful
+    pred, truth = pred[chosen], truth[chosen]
+    hue_gap = np.angle(
+        (pred[:, 0] + 1j * pred[:, 1]) * np.conj(truth[:, 0] + 1j * truth[:, 1]), deg=True
+    )
+    right = (np.hypot(pred[:, 0], pred[:, 1]) > min_chroma) & (np.abs(hue_gap) <= max_degrees)
+    return right, truth
+
+
 def hue_accuracy(
     ab_pred: np.ndarray,
     ab_truth: np.ndarray,
@@ -75,17 +91,8 @@ def hue_accuracy(
     > ``min_chroma`` and a hue within ``max_degrees`` of the truth's: is the grass green, the sky
     blue. Gray scores 0. NaN when the truth has no colourful pixel. ``ab_*``: ``…×2``, LAB units.
     """
-    pred = ab_pred.reshape(-1, 2).astype(np.float64)
-    truth = ab_truth.reshape(-1, 2).astype(np.float64)
-    chosen = np.hypot(truth[:, 0], truth[:, 1]) > colourful
-    if not chosen.any():
-        return float("nan")
-    pred, truth = pred[chosen], truth[chosen]
-    hue_gap = np.angle(
-        (pred[:, 0] + 1j * pred[:, 1]) * np.conj(truth[:, 0] + 1j * truth[:, 1]), deg=True
-    )
-    right = (np.hypot(pred[:, 0], pred[:, 1]) > min_chroma) & (np.abs(hue_gap) <= max_degrees)
-    return float(right.mean())
+    right, _ = _right_hues(ab_pred, ab_truth, colourful, min_chroma, max_degrees)
+    return float(right.mean()) if right.size else float("nan")
 
 
 HUE_SECTORS: dict[str, tuple[float, float]] = {
@@ -109,15 +116,8 @@ def hue_counts_by_sector(
     """Per :data:`HUE_SECTORS` sector of the truth's hue: (pixels given the right hue, colourful
     pixels), as :func:`hue_accuracy` counts them. Counts, so that sectors can be pooled over
     photos (few photos have every sector)."""
-    pred = ab_pred.reshape(-1, 2).astype(np.float64)
-    truth = ab_truth.reshape(-1, 2).astype(np.float64)
-    chosen = np.hypot(truth[:, 0], truth[:, 1]) > colourful
-    pred, truth = pred[chosen], truth[chosen]
+    right, truth = _right_hues(ab_pred, ab_truth, colourful, min_chroma, max_degrees)
     truth_hue = np.degrees(np.arctan2(truth[:, 1], truth[:, 0])) % 360.0
-    hue_gap = np.angle(
-        (pred[:, 0] + 1j * pred[:, 1]) * np.conj(truth[:, 0] + 1j * truth[:, 1]), deg=True
-    )
-    right = (np.hypot(pred[:, 0], pred[:, 1]) > min_chroma) & (np.abs(hue_gap) <= max_degrees)
     counts = {}
     for name, (start, end) in HUE_SECTORS.items():
         inside = (
