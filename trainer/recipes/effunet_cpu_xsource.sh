@@ -13,7 +13,7 @@
 #   ones the model sees in use;
 # - soft-encoded targets (5 nearest classes, Gaussian sigma 5: gray is neutral, not "warm");
 # - sampling: a source's share ∝ √(its photos), sources under 20 photos pooled per folder
-#   (of the 6,815 training photos an effective 3,988 are drawn, Kish; the old rule: ~2,500);
+#   (of the 5,563 training photos an effective 2,984 are drawn, Kish; the old rule: 1,643);
 # - AdamW (weight decay 0.01), the pretrained encoder at 0.3x the decoder's learning rate, an EMA
 #   of the weights (decay 0.998), cosine decay over the time budget.
 # Then: trainer strip RUN/best.safetensors OUT --boost none --input-size 256 --half, the decoding
