@@ -66,11 +66,11 @@ def _run(candidate: Candidate, photos, long_side: int) -> EvalReport:
 
 
 def _report(
-    candidate: Candidate, split: str, photos, long_side: int, cache: Path | None
+    candidate: Candidate, sha256: str, split: str, photos, long_side: int, cache: Path | None
 ) -> tuple[dict, list[dict]]:
-    """(summary, per-image rows) of one candidate on one split, from ``cache`` where the same
-    model file, boost, photos and long side were scored before."""
-    key = json.dumps([_sha256(candidate.model), candidate.boost, split, long_side,
+    """(summary, per-image rows) of one candidate (its model file's ``sha256``) on one split,
+    from ``cache`` where the same model file, boost, photos and long side were scored before."""
+    key = json.dumps([sha256, candidate.boost, split, long_side,
                       [f"{p.category}/{p.key}" for p in photos]])  # fmt: skip
     file = None
     if cache is not None:
@@ -99,22 +99,26 @@ def compare(
     per-image rows per split and candidate, for the pictures. With ``limit``, each split is
     scored on that many of its photos, evenly spread over its (sorted) list so every source and
     category keeps its share."""
+    scanned = scan_folders(data)
     photos_of = {}
     for split in splits:
-        photos = select(scan_folders(data), split, val_fraction)
+        photos = select(scanned, split, val_fraction)
         photos_of[split] = spread(photos, limit) if limit else photos
+    sha256 = {c.label: _sha256(c.model) for c in candidates}
     results: dict = {
         "settings": {"long_side": long_side, "val_fraction": val_fraction, "limit": limit,
                      "cross_sources": sorted(CROSS_SOURCES), "never_trained_on": True,
                      "candidates": {c.label: {"model": Path(c.model).name, "boost": c.boost,
-                                              "sha256": _sha256(c.model)} for c in candidates}},
+                                              "sha256": sha256[c.label]} for c in candidates}},
         "splits": {}, "rows": {},
     }  # fmt: skip
     for split, photos in photos_of.items():
         entry = results["splits"][split] = {"photos": len(photos), "candidates": {}}
         results["rows"][split] = {}
         for candidate in candidates:
-            summary, rows = _report(candidate, split, photos, long_side, cache)
+            summary, rows = _report(
+                candidate, sha256[candidate.label], split, photos, long_side, cache
+            )
             if "gray" not in entry["candidates"]:
                 entry["candidates"]["gray"] = {
                     group: {"count": g["count"], **g["gray"], "truth_cf": g["truth"]["cf"]}
@@ -276,9 +280,9 @@ def _labelled(text: str) -> tuple[str, str]:
     return label, model
 
 
-def _pictures(data, results: dict, sheet: list[Candidate], out: Path) -> None:
-    """The contact sheet (16 cross-source photos) and the failure sheet of the last candidate."""
-    rows = results["rows"]["cross"]
+def _pictures(data, rows: dict, sheet: list[Candidate], out: Path) -> None:
+    """The contact sheet (16 cross-source photos) and the failure sheet of the last candidate,
+    from the cross-source split's per-image ``rows`` per candidate."""
     last = sheet[-1].label
     columns = [("gray", None, None)]
     columns += [(c.label, Colorizer(c.model), c.boost) for c in sheet]
@@ -327,7 +331,7 @@ def main() -> None:
         insert_table(document, markdown_table(results))
     by_label = {c.label: c for c in candidates}
     labels = args.sheet or list(dict.fromkeys(["effunet-general", candidates[-1].label]))
-    _pictures(args.data, {"rows": rows}, [by_label[label] for label in labels], args.pictures)
+    _pictures(args.data, rows["cross"], [by_label[label] for label in labels], args.pictures)
 
 
 if __name__ == "__main__":

@@ -117,8 +117,7 @@ class EvalReport:
         groups: dict[str, list[dict]] = {"all": self.rows}
         for row in self.rows:
             groups.setdefault(row["category"], []).append(row)
-        sources = sorted({source_of(row["file"]) for row in self.rows})
-        if by_source and len(sources) > 1:
+        if by_source and len({source_of(row["file"]) for row in self.rows}) > 1:
             for row in self.rows:
                 groups.setdefault(f"source:{source_of(row['file'])}", []).append(row)
         out = {}
@@ -140,7 +139,7 @@ def _pooled_sectors(rows: list[dict]) -> dict[str, float]:
     """Hue accuracy per sector over all the rows' pixels (NaN for a sector no truth pixel is in)."""
     pooled = {}
     for name in HUE_SECTORS:
-        counts = [r["model"]["hue_sectors"][name] for r in rows if "hue_sectors" in r["model"]]
+        counts = [r["model"]["hue_sectors"][name] for r in rows]
         right, total = (sum(c[i] for c in counts) for i in (0, 1))
         pooled[name] = right / total if total else float("nan")
     return pooled

@@ -368,7 +368,9 @@ class Trainer:
             )
         raw = {k[len(RAW_PREFIX) :]: v for k, v in ckpt.optimizer_tensors.items()
                if k.startswith(RAW_PREFIX)}  # fmt: skip
-        optimizer_tensors = {k: v for k, v in ckpt.optimizer_tensors.items() if k[:1].isdigit()}
+        optimizer_tensors = {
+            k: v for k, v in ckpt.optimizer_tensors.items() if not k.startswith(RAW_PREFIX)
+        }
         self.model.load_state_dict(raw or ckpt.weights)
         if self.ema is not None:
             self.ema.load_state_dict(ckpt.weights)
@@ -586,9 +588,8 @@ def sampling_weights(cache: LabCache, power: float = 0.5) -> np.ndarray:
     per data folder (``train/`` holds dozens of packages of 1–20 photos: as sources of their own
     they took a quarter of the draws)."""
     sources = _pooled_sources(cache.sources or [f"/{source_of(k)}" for k in cache.keys])
-    per_group = Counter(zip(cache.categories, sources, strict=True))
-    per_category = Counter(cache.categories)
     groups = list(zip(cache.categories, sources, strict=True))
+    per_group, per_category = Counter(groups), Counter(cache.categories)
     weights = np.array([float(per_group[group]) ** (power - 1) for group in groups])
     for category, count in per_category.items():
         mask = np.array([c == category for c in cache.categories])
