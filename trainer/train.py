@@ -270,10 +270,11 @@ class Trainer:
         self.train_cache = build_cache(train_photos, config.cache_max_side, cache_dir)
         self.val_cache = build_cache(val_photos, config.cache_max_side, cache_dir)
         self.cross_cache = build_cache(cross_photos, config.cache_max_side, cache_dir)
+        caches = (self.train_cache, self.val_cache, self.cross_cache)
         self.console.print(
             f"data: {len(self.train_cache)} training / {len(self.val_cache)} validation / "
             f"{len(self.cross_cache)} cross-source photos "
-            f"({len(self.train_cache.skipped) + len(self.val_cache.skipped)} skipped), "
+            f"({sum(len(c.skipped) for c in caches)} skipped), "
             f"decoded in {time.perf_counter() - started:.1f}s"
         )
         weights = sampling_weights(self.train_cache) if config.balance else None
