@@ -1,8 +1,10 @@
 """The decoder chain: an image file's bytes → 8/16-bit gray or BGR(A) pixels, or one reason.
 
-1. **OpenCV** first (fast; applies EXIF orientation).
-2. **Pillow** for what OpenCV refuses: tiled and 2/4-bit TIFF, TIFF compressions OpenCV's
-   libtiff lacks, JPEG 2000 with tiles, PNGs with broken ancillary chunks, BMP variants…
+1. **OpenCV** first (fast; applies EXIF orientation), except for animated PNGs: OpenCV 5's
+   APNG reader crashes the process on some damaged ones, Pillow's does not.
+2. **Pillow** for animated PNGs and what OpenCV refuses: tiled and 2/4-bit TIFF, TIFF
+   compressions OpenCV's libtiff lacks, JPEG 2000 with tiles, PNGs with broken ancillary
+   chunks, BMP variants…
 3. **TIFF strips that are whole images** for what both refuse: old-style JPEG (compression 6,
    its JFIF stream named by ``JPEGInterchangeFormat``) and WebP strips (compression 50001),
    each strip decoded by OpenCV and stacked.
@@ -17,6 +19,10 @@ No decoder writes to the console: OpenCV's log is silenced here, Pillow's warnin
 e.g. "More samples per pixel than can be decoded") becomes the file's reason instead of a line
 on stderr, and what libtiff, libpng and OpenJPEG print natively is kept by
 :mod:`engine.console` for the run's summary file.
+
+Each native step announces itself to a listener (:func:`set_stage_listener`, e.g. "OpenCV's PNG
+reader"), so that a process that dies in one can be said to have died there
+(:mod:`engine.decode_workers`).
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ import logging
 import struct
 import threading
 import warnings
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from engine.probe import tiff_byte_order, tiff_tags
+from engine.probe import format_name, tiff_byte_order, tiff_tags
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 Image.MAX_IMAGE_PIXELS = None  # the engine's own --max-pixels applies, before decoding
@@ -61,6 +68,40 @@ class _PillowLog(logging.Handler):
 _PILLOW_LOG = _PillowLog()
 logging.getLogger("PIL").addHandler(_PILLOW_LOG)
 logging.getLogger("PIL").propagate = False
+
+
+_stage_listener: Callable[[str], None] | None = None
+
+
+def set_stage_listener(listener: Callable[[str], None] | None) -> None:
+    """Have ``listener`` told which native decoder is about to run ("Pillow's TIFF reader")."""
+    global _stage_listener
+    _stage_listener = listener
+
+
+def entering(decoder: str, data: np.ndarray, what: str = "reader") -> None:
+    """Tell the stage listener, if any, that ``decoder``'s ``what`` is about to read ``data``."""
+    if _stage_listener is not None:
+        kind = format_name(bytes(data[:16])) or "image"
+        _stage_listener(f"{decoder}'s {kind} {what}")
+
+
+def is_animated_png(data: np.ndarray, max_chunks: int = 64) -> bool:
+    """Whether a PNG announces animation (an ``acTL`` chunk before its first ``IDAT``)."""
+    view = memoryview(data).cast("B")
+    if bytes(view[:8]) != b"\x89PNG\r\n\x1a\n":
+        return False
+    offset = 8
+    for _ in range(max_chunks):
+        if offset + 8 > len(view):
+            return False
+        length, kind = struct.unpack(">I4s", view[offset : offset + 8])
+        if kind == b"acTL":
+            return True
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        offset += 12 + length
+    return False
 
 
 class DecodeError(ValueError):
@@ -100,6 +141,7 @@ def _opencv(data: np.ndarray, page: int | None, with_alpha: bool) -> np.ndarray 
 
 def pillow_size(data: np.ndarray) -> tuple[int, int] | None:
     """(width, height) from Pillow's reading of the header only, or None."""
+    entering("Pillow", data, "header reader")
     try:
         with Image.open(io.BytesIO(data.tobytes())) as image:
             return image.size
@@ -172,12 +214,17 @@ def _tiff_strip_images(data: np.ndarray, page: int | None) -> np.ndarray:
 def decode(data: np.ndarray, page: int | None = None, with_alpha: bool = False) -> np.ndarray:
     """File bytes (uint8 array) → pixels (gray ``H×W``, gray+alpha ``H×W×2``, BGR or BGRA),
     uint8 or uint16; raises :class:`DecodeError` with every decoder's reason."""
-    image = _opencv(data, page, with_alpha)
-    if image is not None:
-        return integer_samples(image)
-    reasons = ["OpenCV: no decoder took it"]
+    if is_animated_png(data):
+        reasons = ["OpenCV: not given animated PNGs"]
+    else:
+        entering("OpenCV", data)
+        image = _opencv(data, page, with_alpha)
+        if image is not None:
+            return integer_samples(image)
+        reasons = ["OpenCV: no decoder took it"]
     logged = _PILLOW_LOG.messages()
     logged.clear()
+    entering("Pillow", data)
     try:
         return _pillow(data, page)
     except Image.UnidentifiedImageError:
@@ -185,6 +232,7 @@ def decode(data: np.ndarray, page: int | None = None, with_alpha: bool = False) 
         reasons.append(f"Pillow: {said}")
     except Exception as exc:
         reasons.append(f"Pillow: {_one_line(exc)}")
+    entering("OpenCV", data, "strip reader")
     try:
         return integer_samples(_tiff_strip_images(data, page))
     except (DecodeError, struct.error, IndexError) as exc:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.auto import ColorizerRecipe
-from engine.io import Job
+from engine.io import Job, failure_reason
 from engine.outputs import OutputUnwritableError, remove_stale_temps
 from engine.pipeline import (
     STAGES,
@@ -43,7 +43,6 @@ from engine.pipeline import (
     PreparedImage,
     RunOptions,
     RunSummary,
-    _reason,
     _result,
     is_out_of_memory,
     prepare_image,
@@ -171,7 +170,7 @@ class ColorizeStage:
                 self._infer(items, indexes[half:], route, ab, records)
                 return
             for i in indexes:
-                records[i] = _result(items[i].job, None, "failed", _reason(exc))
+                records[i] = _result(items[i].job, None, "failed", failure_reason(exc))
                 items[i] = None
             return
         share = (time.perf_counter() - t0) / len(indexes)

@@ -42,6 +42,16 @@ class ImageError(ValueError):
     """A file cannot be used; the message is the reason, for one line of output."""
 
 
+def failure_reason(error: BaseException) -> str:
+    """One line for a file's failure: our own errors speak for themselves, others carry their
+    type."""
+    if isinstance(error, ImageError | FileNotFoundError | PermissionError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}"
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
 @dataclass(frozen=True)
 class Job:
     """One input file and where its output goes, relative to the output folder."""

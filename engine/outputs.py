@@ -130,9 +130,14 @@ def make_folders(folder: Path, root: Path | None = None) -> None:
         check_inside(created / "-", root)  # a link planted meanwhile
 
 
+def writer_tag() -> str:
+    """This process's tag in the names of the files it owns: ``host-pid``."""
+    return f"{_HOST}-{os.getpid()}"
+
+
 def temp_name(name: str) -> str:
     """A temporary file name for ``name``: marker, host, process, random part, then the name."""
-    prefix = f"{TEMP_MARKER}{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+    prefix = f"{TEMP_MARKER}{writer_tag()}-{uuid.uuid4().hex[:8]}-"
     room = _NAME_MAX - len(prefix.encode())
     encoded = name.encode()
     if len(encoded) > room:  # keep within the file system's name limit
@@ -140,12 +145,13 @@ def temp_name(name: str) -> str:
     return prefix + name
 
 
-def _writer_gone(name: str, age: float) -> bool:
-    """Whether the process that made temporary file ``name`` no longer runs (or it is stale)."""
+def writer_gone(tag: str, age: float) -> bool:
+    """Whether the process of ``tag`` (:func:`writer_tag`, maybe followed by ``-more``) no longer
+    runs, or its file is older than :data:`STALE_TEMP_SECONDS`."""
     if age > STALE_TEMP_SECONDS:
         return True
-    parts = name[len(TEMP_MARKER) :].split("-", 2)
-    if len(parts) < 3 or parts[0] != _HOST or not parts[1].isdigit():
+    parts = tag.split("-", 2)
+    if len(parts) < 2 or parts[0] != _HOST or not parts[1].isdigit():
         return False  # another host's file, or not ours: only age removes it
     try:
         os.kill(int(parts[1]), 0)
@@ -168,7 +174,7 @@ def remove_stale_temps(output_dir: Path) -> int:
             path = Path(folder) / name
             try:
                 age = now - path.lstat().st_mtime
-                if _writer_gone(name, age):
+                if writer_gone(name[len(TEMP_MARKER) :], age):
                     path.unlink()
                     removed += 1
             except FileNotFoundError:

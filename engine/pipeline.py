@@ -26,14 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from engine.color import bgr_to_lab, is_grayscale
+from engine.crash_journal import CrashJournal
+from engine.decode_workers import DEFAULT_DECODE_TIMEOUT, DecoderCrashedError, DecodeWorkers
 from engine.interfaces import ColorizerProtocol
 from engine.io import (
     ALPHA_FORMATS,
     EIGHT_BIT_ONLY,
-    ImageError,
+    Decoded,
     Job,
     discover,
     encode_image,
+    failure_reason,
     read_image,
     resolved,
 )
@@ -77,6 +80,10 @@ class RunOptions:
     memory_budget: int | None = None
     """Bytes of images in flight (decoded, waiting, being written); default: a quarter of RAM.
     One image larger than the budget still runs, alone."""
+    retry_crashed: bool = False
+    """Decode again the files an earlier run died decoding (:mod:`engine.crash_journal`)."""
+    decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT
+    """Seconds one file may take to decode before its worker is stopped and the file fails."""
 
 
 @dataclass
@@ -185,20 +192,66 @@ class AlreadyInColourError(Exception):
     """Raised by the decode stage for a colour input under ``skip_color``."""
 
 
-def read_job(job: Job, options: RunOptions):
+def read_job(job: Job, options: RunOptions) -> Decoded:
     """Decode ``job``'s file (its page) as the run's options say: metadata, pixel limit."""
     return read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
 
 
-def prepare_image(
-    colorizer: ColorizerProtocol, job: Job, target: Path, options: RunOptions, cost: int = 0
-) -> PreparedImage:
-    """Decode stage: read ``job``'s file and make its model input (and route, for ``auto``).
+class IsolatedReader:
+    """:func:`read_job` in worker processes (:mod:`engine.decode_workers`), each file written
+    down in the run's crash journal while it is decoded; call it as ``read_job``."""
 
-    The colorizer's backend is not used: a colorizer built with ``backend=None`` will do.
+    def __init__(self, workers: int, timeout: float | None, journal: CrashJournal) -> None:
+        self.pool = DecodeWorkers(workers, timeout)
+        self.journal = journal
+
+    def __call__(self, job: Job, options: RunOptions) -> Decoded:
+        self.journal.started(job)
+        try:
+            decoded = self.pool.read(job, not options.strip_metadata, options.max_pixels)
+        except DecoderCrashedError as exc:
+            self.journal.crashed(job, str(exc))
+            raise
+        except BaseException:
+            self.journal.ended(job)
+            raise
+        self.journal.ended(job)
+        return decoded
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def leave_out_suspects(
+    todo: deque[tuple[Job, Path]], journal: CrashJournal, recorder: _Recorder, retry: bool
+) -> deque[tuple[Job, Path]]:
+    """The jobs of ``todo`` that no earlier run died decoding (all of them with ``retry``); the
+    others are recorded as failed with the journal's reason."""
+    if retry or not journal.suspects:
+        return todo
+    kept: deque[tuple[Job, Path]] = deque()
+    for job, target in todo:
+        reason = journal.reason(job)
+        if reason is None:
+            kept.append((job, target))
+        else:
+            recorder.add(_result(job, None, "failed", reason))
+    return kept
+
+
+def prepare_image(
+    colorizer: ColorizerProtocol,
+    job: Job,
+    target: Path,
+    options: RunOptions,
+    cost: int = 0,
+    read: Callable[[Job, RunOptions], Decoded] = read_job,
+) -> PreparedImage:
+    """Decode stage: read ``job``'s file (by ``read``) and make its model input (and route, for
+    ``auto``). The colorizer's backend is not used: one built with ``backend=None`` will do.
     """
     started, t0 = time.time(), time.perf_counter()
-    decoded = read_job(job, options)
+    decoded = read(job, options)
     if options.skip_color and has_colour(decoded.pixels):
         raise AlreadyInColourError
     t1 = time.perf_counter()
@@ -242,14 +295,14 @@ def written_result(
         return _result(item.job, item.target, "done", None, seconds, model, stages)
     if isinstance(error, OutputAlreadyWrittenError):
         return _result(item.job, None, "skipped", str(error), seconds)
-    return _result(item.job, None, "failed", _reason(error), seconds)
+    return _result(item.job, None, "failed", failure_reason(error), seconds)
 
 
 def unprepared_result(job: Job, error: BaseException) -> FileResult:
     """The record of an input whose decode stage raised ``error``."""
     if isinstance(error, AlreadyInColourError):
         return _result(job, None, "skipped", "already in colour")
-    return _result(job, None, "failed", _reason(error))
+    return _result(job, None, "failed", failure_reason(error))
 
 
 class _Recorder:
@@ -404,11 +457,14 @@ def run(
     if on_start:
         on_start(len(planned))
     recorder, todo = start_run(planned, options, on_result, ignored or ())
+    journal = CrashJournal(Path(options.output_dir))
+    todo = leave_out_suspects(todo, journal, recorder, options.retry_crashed)
     started = time.perf_counter()
     workers = options.workers or available_cores()
+    read = IsolatedReader(workers, options.decode_timeout, journal)
 
     def prepare(job: Job, target: Path, cost: int) -> PreparedImage:
-        item = prepare_image(colorizer, job, target, options, cost)
+        item = prepare_image(colorizer, job, target, options, cost, read)
         recorder.add_times(item.stage_seconds)
         return item
 
@@ -457,7 +513,7 @@ def run(
                 return
             for item in items:
                 budget.give(item.cost)
-                recorder.add(_result(item.job, None, "failed", _reason(exc)))
+                recorder.add(_result(item.job, None, "failed", failure_reason(exc)))
             return
         for item, item_ab in zip(items, ab, strict=True):
             slots.acquire()
@@ -505,6 +561,8 @@ def run(
         recorder.stop("interrupted (Ctrl-C)")
     finally:
         decode_pool.shutdown(wait=True, cancel_futures=True)
+        read.close()
+        journal.close()
         encode_pool.shutdown(wait=True)
         recorder.summary.seconds = time.perf_counter() - started
         recorder.summary.batch_size = batch_limit
@@ -528,12 +586,3 @@ _OUT_OF_MEMORY = re.compile(
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether a backend error is an allocation failure (ONNX Runtime, CUDA, PyTorch, host)."""
     return isinstance(error, MemoryError) or bool(_OUT_OF_MEMORY.search(str(error)))
-
-
-def _reason(error: BaseException) -> str:
-    """One line for a failure: our own errors speak for themselves, others carry their type."""
-    if isinstance(error, ImageError | FileNotFoundError | PermissionError):
-        return str(error)
-    if isinstance(error, OSError):
-        return f"{error.strerror or error}"
-    return f"{type(error).__name__}: {error}".splitlines()[0]

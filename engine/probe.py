@@ -49,6 +49,23 @@ def probe(data) -> ImageShape | None:
     return None
 
 
+_FORMAT_MAGIC = (
+    (b"\xff\xd8", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"), (b"BM", "BMP"), (b"GIF8", "GIF"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"8BPS", "PSD"), (b"P1", "PNM"), (b"P2", "PNM"),
+    (b"P3", "PNM"), (b"P4", "PNM"), (b"P5", "PNM"), (b"P6", "PNM"),
+)  # fmt: skip
+
+
+def format_name(head: bytes) -> str | None:
+    """The image format an encoded file's first bytes announce (``PNG``, ``WebP``, …), or None."""
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:12] in (b"ftypavif", b"ftypavis"):
+        return "AVIF"
+    return next((name for magic, name in _FORMAT_MAGIC if head.startswith(magic)), None)
+
+
 def probe_file(path: Path) -> ImageShape | None:
     """The shape of an image file, reading only its header pages (memory-mapped)."""
     try:

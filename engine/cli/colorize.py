@@ -176,6 +176,21 @@ def colorize_command(
             help="MB that the images in flight (decoded, waiting, being written) may take; each counts 8 bytes per pixel (16 for 16-bit). An image larger than the budget runs alone. Default: a quarter of RAM. Local runs; with --ray, Ray's object store bounds what is in flight.",
         ),
     ] = None,
+    retry_crashed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-crashed",
+            help="Decode again the files that an earlier run into this output folder died decoding (by default they are failed at once with that reason, so one such file cannot stop a folder from finishing). Local runs.",
+        ),
+    ] = False,
+    decode_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--decode-timeout",
+            min=1.0,
+            help="Seconds one file may take to decode (each is decoded in a worker process) before the worker is stopped and the file fails. Default: 600. Local runs.",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -275,7 +290,10 @@ def colorize_command(
         output, fmt, overwrite, batch_size, workers, quality, skip_color, strip_metadata,
         max_pixels=round(max_pixels * 1e6), all_pages=all_pages,
         memory_budget=memory_budget * 1_000_000 if memory_budget else None,
+        retry_crashed=retry_crashed,
     )  # fmt: skip
+    if decode_timeout is not None:
+        options.decode_timeout = decode_timeout
     ignored: list[Path] = []
     try:
         planned = plan(inputs, options, ignored)
