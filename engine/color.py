@@ -101,6 +101,9 @@ _LINEAR_LUT = {
 }
 
 
+_LINEAR_LUT_8 = _LINEAR_LUT[np.dtype(np.uint8)].astype(np.float32)
+
+
 def _as_linear_bgr(image: np.ndarray) -> np.ndarray:
     """Gray/BGR/BGRA of any supported dtype → linear-light float32 BGR ``H×W×3``."""
     color, _ = split_alpha(image)
@@ -108,9 +111,10 @@ def _as_linear_bgr(image: np.ndarray) -> np.ndarray:
         color = color[:, :, 0]
     if color.ndim not in (2, 3) or (color.ndim == 3 and color.shape[2] != 3):
         raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
-    lut = _LINEAR_LUT.get(color.dtype)
-    if lut is not None:
-        linear = lut[color]
+    if color.dtype == np.uint8:
+        linear = cv2.LUT(color, _LINEAR_LUT_8)  # OpenCV's table look-up: ~5x numpy's
+    elif color.dtype in _LINEAR_LUT:
+        linear = np.take(_LINEAR_LUT[color.dtype], color)
     else:
         _dtype_max(color.dtype)  # raises for unsupported dtypes
         linear = srgb_to_linear(color)
@@ -159,7 +163,7 @@ def _l_from_y(Y: np.ndarray) -> np.ndarray:
     return np.where(Y > 0.008856, 116 * np.cbrt(Y) - 16, 903.3 * Y).astype(np.float32, copy=False)
 
 
-_GRAY_L_LUT = {dtype: _l_from_y(lut) for dtype, lut in _LINEAR_LUT.items()}
+_GRAY_L_LUT = {dtype: _l_from_y(lut).astype(np.float32) for dtype, lut in _LINEAR_LUT.items()}
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -171,8 +175,10 @@ def luminance(image: np.ndarray) -> np.ndarray:
     color, _ = split_alpha(image)
     if color.ndim == 3 and color.shape[2] == 1:
         color = color[:, :, 0]
+    if color.ndim == 2 and color.dtype == np.uint8:
+        return cv2.LUT(color, _GRAY_L_LUT[color.dtype])
     if color.ndim == 2 and color.dtype in _GRAY_L_LUT:
-        return _GRAY_L_LUT[color.dtype][color]
+        return np.take(_GRAY_L_LUT[color.dtype], color)
     linear = _as_linear_bgr(color)
     return _l_from_y(cv2.transform(linear, _Y_FROM_LINEAR_BGR[None, :]))
 
@@ -361,7 +367,8 @@ level, so every 8-bit value round-trips exactly."""
 def _encode_linear(linear: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
     """Linear-light float image (values in 0..1) → sRGB-encoded image of ``dtype``."""
     if np.dtype(dtype) == np.uint8:
-        return _SRGB8_LUT[np.multiply(linear, np.float32(65535)).astype(np.uint16)]
+        cells = np.multiply(linear, np.float32(65535)).astype(np.uint16)
+        return np.take(_SRGB8_LUT, cells)  # twice as fast as indexing
     return from_unit_float(linear_to_srgb(np.clip(linear, 0, 1)), dtype)
 
 

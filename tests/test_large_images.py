@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from benchmarks.large_image import measure
 from engine import color, model_io
 from engine.cli import app
+from engine.color import _row_tiles
 from engine.memory import BYTES_PER_PIXEL_IN_FLIGHT, MemoryBudget, image_cost
 from engine.pipeline import RunOptions, run
 from engine.probe import probe, probe_file
@@ -49,15 +50,15 @@ def test_output_from_pixels_equals_output_from_l(dtype):
     assert np.array_equal(from_l, from_pixels)
 
 
-def test_tiled_upsampling_is_bilinear_like_opencv():
+def test_tiled_upsampling_is_bilinear_like_opencv(monkeypatch):
     small = np.random.default_rng(1).normal(0, 1, (256, 256, 2)).astype(np.float32)
-    for height, width in ((108, 192), (2000, 3000), (517, 771)):
-        reference = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-        rows, weights = model_io._linear_rows(256, height)
-        wide = cv2.resize(small, (width, 256), interpolation=cv2.INTER_LINEAR)
-        ours = wide[rows[:, 0]] * (1 - weights[:, None, None])
-        ours += wide[rows[:, 1]] * weights[:, None, None]
-        assert np.abs(ours - reference).max() < 1e-4
+    for whole_up_to in (model_io._WHOLE_AB_PIXELS, 0):  # one resize; row tiles (large scans)
+        monkeypatch.setattr(model_io, "_WHOLE_AB_PIXELS", whole_up_to)
+        for height, width in ((108, 192), (2000, 3000), (517, 771)):
+            reference = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+            ab_rows = model_io._upsampled_ab(small, height, width)
+            ours = np.concatenate([ab_rows(rows) for rows in _row_tiles((height, width))])
+            assert np.abs(ours - reference).max() < 1e-4
 
 
 def test_peak_memory_of_a_large_scan_stays_within_the_bound(tmp_path):
