@@ -274,10 +274,11 @@ def _measure_row(config: BenchmarkConfig, row: tuple) -> dict:
 def _in_fresh_process(config: BenchmarkConfig, row: tuple) -> dict:
     """``row`` measured in a new Python interpreter (``spawn``), so its memory is its own."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(_measure_row, (config, row))
+    context = multiprocessing.get_context("spawn")  # not a daemon: it starts decode workers
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_measure_row, config, row).result()
 
 
 def _link_ratios(results: list[dict]) -> None:

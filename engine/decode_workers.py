@@ -2,16 +2,22 @@
 
 libpng, libtiff, libjpeg, OpenJPEG and libwebp are native code; a damaged file can make one of
 them crash its process (OpenCV 5's animated-PNG reader does, on some). The pipeline's decode
-threads therefore hand each file to a worker process of their own (:class:`DecodeWorkers`) and
-wait for it. A worker that dies (a signal, an abort, the kernel's out-of-memory killer) or that
-does not answer within the time limit fails its file with one line naming the signal and the
-decoder it was in, as the decoders announce each step (:func:`engine.decoders.entering`), and
-a fresh worker takes its place.
+threads therefore hand each file to a worker process (:class:`DecodeWorkers`) and wait for it. A
+worker that dies (a signal, an abort, the kernel's out-of-memory killer) or that does not answer
+within the time limit fails its file with one line naming the signal and the decoder it was in,
+as the decoders announce each step (:func:`engine.decoders.entering`), and a fresh worker takes
+its place.
+
+Workers are fresh interpreters (``python -m engine.decode_workers``), not forks: they never run
+the caller's ``__main__`` (a script without a ``__main__`` guard is fine) and hold none of its
+threads or locks. A process keeps its pool (:func:`shared_workers`) for its later runs; idle
+workers cost ~60 MB each and end with the process. What a worker's native libraries print goes
+to this process's descriptor 2 as it is at that moment (where a run collects it).
 
 Pixels come back through shared memory: the worker writes them into an anonymous memory file
-(``memfd``) whose descriptor it passes over the pipe, and the pipeline's arrays map that memory
-directly (no pickling, no copy on the way in; it is freed with the arrays). Where there is no
-``memfd`` (not Linux), the raw bytes go through the pipe.
+(``memfd``) whose descriptor it passes over the socket, and the pipeline's arrays map that
+memory directly (no pickling, no copy on the way in; it is freed with the arrays). Where there
+is no ``memfd`` (not Linux), the raw bytes go through the socket.
 """
 
 from __future__ import annotations
@@ -21,11 +27,15 @@ import multiprocessing
 import os
 import queue
 import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recv_handle, send_handle
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +46,13 @@ DEFAULT_DECODE_TIMEOUT = 600.0
 """Seconds a worker may spend on one file (a 300-megapixel TIFF takes well under a minute)."""
 _STAGE_BYTES = 120
 _SHARED_MEMORY = hasattr(os, "memfd_create")
+_ENGINE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def can_isolate() -> bool:
+    """Whether this process may start workers (a daemonic process, e.g. a worker of a
+    ``multiprocessing.Pool``, may not: there the pipeline decodes in threads, unprotected)."""
+    return not multiprocessing.current_process().daemon
 
 
 class DecoderCrashedError(ImageError):
@@ -47,40 +64,67 @@ def read_decoded(job: Job, metadata: bool, max_pixels: int | None) -> Decoded:
     return read_image(job.source, metadata, max_pixels, job.page)
 
 
+_shared: DecodeWorkers | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_workers(count: int) -> DecodeWorkers:
+    """This process's pool of at least ``count`` workers, started on first use, kept for the
+    runs that follow."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = DecodeWorkers(count)
+        _shared.grow(count)
+        return _shared
+
+
 class DecodeWorkers:
-    """``count`` worker processes; :meth:`read` is called from up to ``count`` threads at once."""
+    """Worker processes; :meth:`read` may be called from many threads (each call takes an idle
+    worker, waiting for one)."""
 
-    def __init__(self, count: int, timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> None:
-        methods = multiprocessing.get_all_start_methods()
-        self._context = multiprocessing.get_context(
-            "forkserver" if "forkserver" in methods else "spawn"
-        )
-        if self._context.get_start_method() == "forkserver":
-            self._context.set_forkserver_preload(["engine.decode_workers"])
-        self.timeout = timeout
+    def __init__(self, count: int = 1) -> None:
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        self._workers = [_Worker(self._context) for _ in range(max(1, count))]
-        for worker in self._workers:
-            self._idle.put(worker)
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self.grow(count)
 
-    def read(self, job: Job, metadata: bool, max_pixels: int | None) -> Decoded:
-        """Decode ``job`` in a worker; raises :class:`ImageError` with the reason it failed."""
+    def grow(self, count: int) -> None:
+        """Start workers until there are ``count``."""
+        with self._lock:
+            while len(self._workers) < count:
+                worker = _Worker()
+                self._workers.append(worker)
+                self._idle.put(worker)
+
+    def read(
+        self,
+        job: Job,
+        metadata: bool,
+        max_pixels: int | None,
+        timeout: float | None = DEFAULT_DECODE_TIMEOUT,
+    ) -> Decoded:
+        """Decode ``job`` in a worker; raises :class:`ImageError` with the reason it failed
+        (:class:`DecoderCrashedError` when the worker died or passed ``timeout`` seconds)."""
         worker = self._idle.get()
         try:
-            return worker.read(job, metadata, max_pixels, self.timeout)
+            return worker.read(job, metadata, max_pixels, timeout)
         except _WorkerLostError as lost:
             worker.stop()
-            self._workers.remove(worker)
-            worker = _Worker(self._context)
-            self._workers.append(worker)
+            with self._lock:
+                self._workers.remove(worker)
+                worker = _Worker()
+                self._workers.append(worker)
             raise DecoderCrashedError(str(lost)) from None
         finally:
             self._idle.put(worker)
 
     def close(self) -> None:
         """Stop every worker (they also stop by themselves when this process ends)."""
-        for worker in self._workers:
-            worker.stop()
+        with self._lock:
+            for worker in self._workers:
+                worker.stop()
+            self._workers.clear()
 
     def __enter__(self) -> DecodeWorkers:
         return self
@@ -94,27 +138,32 @@ class _WorkerLostError(Exception):
 
 
 class _Worker:
-    """One worker process and the pipe to it."""
+    """One worker process, the socket to it, and the page where it names its decoder."""
 
-    def __init__(self, context: Any) -> None:
-        self.conn, child_conn = context.Pipe(duplex=True)
-        self.stage = context.Array("c", _STAGE_BYTES, lock=False)
-        self.process = context.Process(
-            target=_serve, args=(child_conn, self.stage, os.getpid()), daemon=True
-        )
-        self.process.start()
-        child_conn.close()
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        self.conn = Connection(ours.detach())
+        path = os.pathsep.join(filter(None, [_ENGINE_ROOT, os.environ.get("PYTHONPATH")]))
+        with tempfile.TemporaryFile() as stage_file:  # the mapping outlives the file object
+            stage_file.truncate(_STAGE_BYTES)
+            self.stage = mmap.mmap(stage_file.fileno(), _STAGE_BYTES)
+            fds = (theirs.fileno(), stage_file.fileno())
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "engine.decode_workers", *map(str, fds), str(os.getpid())],
+                pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path},
+            )  # fmt: skip
+        theirs.close()
+        threading.Thread(target=_forward_lines, args=(self.process.stderr,), daemon=True).start()
 
     def read(
         self, job: Job, metadata: bool, max_pixels: int | None, timeout: float | None
     ) -> Decoded:
         try:
             self.conn.send((job, metadata, max_pixels))
-            if not wait([self.conn, self.process.sentinel], timeout):
+            if not wait([self.conn], timeout):
                 late = f"decoder did not finish within {timeout:g} s ({self._where()})"
                 raise _WorkerLostError(late)
-            if not self.conn.poll():
-                raise _WorkerLostError(self._death())
             reply = self.conn.recv()
             if reply[0] == "error":
                 raise ImageError(reply[1])
@@ -126,13 +175,15 @@ class _Worker:
         return Decoded(pixels, alpha, meta)
 
     def _where(self) -> str:
-        return self.stage.value.decode(errors="replace") or "before decoding"
+        return bytes(self.stage).split(b"\0")[0].decode(errors="replace") or "before decoding"
 
     def _death(self) -> str:
-        self.process.join(5)
-        code = self.process.exitcode
+        try:
+            code = self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
         if code is None or code >= 0:
-            how = "exited" if code is None else f"exited with code {code}"
+            how = "closed its socket" if code is None else f"exited with code {code}"
             return f"decoder crashed (its process {how} in {self._where()})"
         try:
             name = signal.Signals(-code).name
@@ -143,18 +194,37 @@ class _Worker:
 
     def stop(self) -> None:
         self.conn.close()
-        self.process.join(1)
-        if self.process.is_alive():
+        try:
+            self.process.wait(1)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join(5)
+            self.process.wait(5)
 
 
-def _serve(conn: Connection, stage: Any, parent: int) -> None:
+def _forward_lines(stream) -> None:
+    """A worker's stderr → this process's descriptor 2, line by line, as it is now."""
+    with stream:
+        for line in stream:
+            try:
+                os.write(2, line)
+            except OSError:
+                return
+
+
+def main(args: list[str]) -> None:
+    """A worker: ``python -m engine.decode_workers SOCKET_FD STAGE_FD PARENT_PID``."""
+    conn = Connection(int(args[0]))
+    stage = mmap.mmap(int(args[1]), _STAGE_BYTES)
+    os.close(int(args[1]))
+    _serve(conn, stage, int(args[2]))
+
+
+def _serve(conn: Connection, stage: mmap.mmap, parent: int) -> None:
     """A worker's loop: decode each file asked for, answer with its pixels or its reason."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
     def announce(text: str) -> None:
-        stage.value = text.encode()[: _STAGE_BYTES - 1]
+        stage[:] = text.encode()[: _STAGE_BYTES - 1].ljust(_STAGE_BYTES, b"\0")
 
     decoders.set_stage_listener(announce)
     busy = threading.Event()
@@ -163,8 +233,8 @@ def _serve(conn: Connection, stage: Any, parent: int) -> None:
         try:
             job, metadata, max_pixels = conn.recv()
         except (EOFError, OSError):
-            return  # the parent closed the pipe or died
-        stage.value = b""
+            return  # the parent closed the socket or died
+        announce("")
         busy.set()
         try:
             decoded = read_decoded(job, metadata, max_pixels)
@@ -224,3 +294,7 @@ def _receive_arrays(conn: Connection, layouts: list[tuple[tuple, str]]) -> list[
         arrays.append(np.ndarray(shape, dtype, memory, offset))  # keeps the map alive
         offset += arrays[-1].nbytes
     return arrays
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -27,7 +27,12 @@ import numpy as np
 
 from engine.color import bgr_to_lab, is_grayscale
 from engine.crash_journal import CrashJournal
-from engine.decode_workers import DEFAULT_DECODE_TIMEOUT, DecoderCrashedError, DecodeWorkers
+from engine.decode_workers import (
+    DEFAULT_DECODE_TIMEOUT,
+    DecoderCrashedError,
+    can_isolate,
+    shared_workers,
+)
 from engine.interfaces import ColorizerProtocol
 from engine.io import (
     ALPHA_FORMATS,
@@ -202,13 +207,15 @@ class IsolatedReader:
     down in the run's crash journal while it is decoded; call it as ``read_job``."""
 
     def __init__(self, workers: int, timeout: float | None, journal: CrashJournal) -> None:
-        self.pool = DecodeWorkers(workers, timeout)
+        self.pool = shared_workers(workers)
+        self.timeout = timeout
         self.journal = journal
 
     def __call__(self, job: Job, options: RunOptions) -> Decoded:
         self.journal.started(job)
         try:
-            decoded = self.pool.read(job, not options.strip_metadata, options.max_pixels)
+            metadata = not options.strip_metadata
+            decoded = self.pool.read(job, metadata, options.max_pixels, self.timeout)
         except DecoderCrashedError as exc:
             self.journal.crashed(job, str(exc))
             raise
@@ -217,9 +224,6 @@ class IsolatedReader:
             raise
         self.journal.ended(job)
         return decoded
-
-    def close(self) -> None:
-        self.pool.close()
 
 
 def leave_out_suspects(
@@ -461,10 +465,10 @@ def run(
     todo = leave_out_suspects(todo, journal, recorder, options.retry_crashed)
     started = time.perf_counter()
     workers = options.workers or available_cores()
-    read = IsolatedReader(workers, options.decode_timeout, journal)
+    read = IsolatedReader(workers, options.decode_timeout, journal) if can_isolate() else None
 
     def prepare(job: Job, target: Path, cost: int) -> PreparedImage:
-        item = prepare_image(colorizer, job, target, options, cost, read)
+        item = prepare_image(colorizer, job, target, options, cost, read or read_job)
         recorder.add_times(item.stage_seconds)
         return item
 
@@ -561,7 +565,6 @@ def run(
         recorder.stop("interrupted (Ctrl-C)")
     finally:
         decode_pool.shutdown(wait=True, cancel_futures=True)
-        read.close()
         journal.close()
         encode_pool.shutdown(wait=True)
         recorder.summary.seconds = time.perf_counter() - started

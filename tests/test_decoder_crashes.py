@@ -241,3 +241,17 @@ def test_every_kind_of_damage_is_made_and_the_corpus_is_reproducible():
 
     changed = sum(data != original(name) for name, data in first.items())
     assert changed >= 0.9 * len(first)
+
+
+def test_a_script_without_a_main_guard_can_colorize_a_folder(tmp_path):
+    inputs = _good_folder(tmp_path / "in", 2)
+    script = tmp_path / "archive.py"
+    script.write_text(
+        "from engine import Colorizer\n"
+        f"summary = Colorizer().colorize_paths([{str(inputs)!r}], {str(tmp_path / 'out')!r})\n"
+        "print('done', summary.done)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["done 2"]  # the script ran once: workers never import it
