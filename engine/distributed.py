@@ -10,7 +10,9 @@ The stages call the same functions as the local pipeline (:func:`engine.pipeline
 outputs that exist are skipped before anything starts (reruns resume), each output is written
 atomically and at most once (a task that Ray retries after its worker died finds it written and
 logs it as skipped), every input ends as one record. Ray retries the work of a worker that died;
-temporary files of writers killed mid-write are removed at the end of the run.
+temporary files of writers killed mid-write are removed at the end of the run. Each task decodes
+through its process's decode workers (:mod:`engine.decode_workers`), so a decoder that crashes
+fails its file, not the task.
 
 Every node needs this package (``pip install 'colorization-engine[ray]'``) and the inputs and the
 output folder at the same paths (a shared file system); see the README's cluster recipe.
@@ -45,8 +47,8 @@ from engine.pipeline import (
     RunSummary,
     _result,
     is_out_of_memory,
+    isolated_read_job,
     prepare_image,
-    read_job,
     start_run,
     unprepared_result,
     write_image,
@@ -121,7 +123,7 @@ def decode_stage(batch: dict, recipe: ColorizerRecipe, options: RunOptions) -> d
     ):
         job = _job(source, relative, page)
         try:
-            item = prepare_image(colorizer, job, Path(target), options)
+            item = prepare_image(colorizer, job, Path(target), options, read=isolated_read_job)
             item.pixels = item.alpha = item.metadata = None  # see reload_pixels
             items.append(item)
             records.append(None)
@@ -187,7 +189,7 @@ def reload_pixels(item: PreparedImage, options: RunOptions) -> None:
     see the README's Ray section), and a write task may run on another node anyway.
     """
     t0 = time.perf_counter()
-    decoded = read_job(item.job, options)
+    decoded = isolated_read_job(item.job, options)
     item.pixels, item.alpha, item.metadata = decoded.pixels, decoded.alpha, decoded.metadata
     item.stage_seconds["decode"] = item.stage_seconds.get("decode", 0.0) + (
         time.perf_counter() - t0

@@ -202,6 +202,16 @@ def read_job(job: Job, options: RunOptions) -> Decoded:
     return read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
 
 
+def isolated_read_job(job: Job, options: RunOptions) -> Decoded:
+    """:func:`read_job` in this process's decode workers (:mod:`engine.decode_workers`), or here
+    where this process may not start any (a daemonic one)."""
+    if not can_isolate():
+        return read_job(job, options)
+    workers = shared_workers(1)
+    metadata = not options.strip_metadata
+    return workers.read(job, metadata, options.max_pixels, options.decode_timeout)
+
+
 class IsolatedReader:
     """:func:`read_job` in worker processes (:mod:`engine.decode_workers`), each file written
     down in the run's crash journal while it is decoded; call it as ``read_job``."""

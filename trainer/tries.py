@@ -21,7 +21,7 @@ from engine.system import available_cores, cpu_model
 TRIES = Path(__file__).resolve().parent / "checkpoints" / "eval" / "tries.json"
 SETTINGS = ("init", "lr", "lr_schedule", "encoder_lr_scale", "weight_decay", "ema_decay",
             "size", "cache_max_side", "max_downscale", "min_scale", "soft_targets", "balance",
-            "batch_size", "epoch_size")  # fmt: skip
+            "batch_size", "epoch_size", "freeze_batchnorm")  # fmt: skip
 SCORES = ("val_psnr", "val_hue", "gray_psnr", "cross_val_psnr", "cross_gray_psnr",
           "cross_val_auc", "cross_gray_auc", "cross_val_hue")  # fmt: skip
 

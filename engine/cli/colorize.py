@@ -188,7 +188,7 @@ def colorize_command(
         typer.Option(
             "--decode-timeout",
             min=1.0,
-            help="Seconds one file may take to decode (each is decoded in a worker process) before the worker is stopped and the file fails. Default: 600. Local runs.",
+            help="Seconds one file may take to decode (each is decoded in a worker process) before the worker is stopped and the file fails. Default: 600.",
         ),
     ] = None,
     overwrite: Annotated[

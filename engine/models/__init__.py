@@ -58,9 +58,17 @@ def set_variant_builder(builder: VariantBuilder | None) -> None:
     _variant_builder = builder
 
 
+VARIANT_RECIPES = {"fp16": 1, "int8": 2}
+"""How each variant is made, numbered: a change (int8 2: EfficientNet-Lite's first two blocks
+kept in float, ``calibration.quantize.float_nodes``) makes the variants of older recipes again."""
+
+
 def variant_path(base: ModelSpec | ModelInfo, precision: str) -> Path:
-    """Where the ``precision`` variant of a shipped model is cached (keyed by the base's sha256)."""
-    return cache_dir("variants") / f"{base.name}-{(base.sha256 or '')[:12]}-{precision}.onnx"
+    """Where the ``precision`` variant of a shipped model is cached (keyed by the base's sha256
+    and the recipe)."""
+    recipe = VARIANT_RECIPES.get(precision, 1)
+    name = f"{base.name}-{(base.sha256 or '')[:12]}-r{recipe}-{precision}.onnx"
+    return cache_dir("variants") / name
 
 
 def variant_record(path: Path) -> dict | None:
