@@ -134,8 +134,18 @@ def tries_table() -> str:
     return markdown_table(json.loads(TRIES.read_text()))
 
 
+def int8_operators_table(results: Path | None = None) -> str:
+    """The ``int8-operators`` block: time per operator type of the FP32 and INT8 graphs."""
+    from benchmarks.int8_operators import markdown
+
+    folder = results or RESULTS
+    data = json.loads((folder / "int8-operators-cpu-2core-amd-epyc.json").read_text())
+    return f"{_machine_line(data)}\n\n{markdown(data)}"
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "benchmarks": section,
+    "int8-operators": int8_operators_table,
     "memory": memory_table,
     "reliability": reliability_table,
     "comparison": comparison_table,
