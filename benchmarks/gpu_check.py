@@ -22,8 +22,10 @@ measured before it. Stages:
 7. ``trt_standin``: the TensorRT backend's own slots on the real CUDA runtime with a torch
    stand-in for TensorRT (``benchmarks/trt_standin.py``).
 
-On a machine without CUDA it runs on the CPU (``--device cpu``, smaller sizes with ``--quick``),
-and the stages that need CUDA say so; the default tests run it that way.
+``gpu_check.json`` (the records so far, as one list) is written again after every stage, so a
+run stopped by its time limit still leaves it for the projection. Without CUDA it refuses to
+start, unless asked for ``--device cpu --quick`` (small sizes: a smoke test, which the default
+tests run); the stages that need CUDA then say so.
 """
 
 from __future__ import annotations
@@ -327,8 +329,13 @@ STAGES: dict[str, tuple[Callable[[Settings, float], dict], float]] = {
 """Each stage and its deadline in seconds (its loops stop measuring when it passes)."""
 
 
+TRACEBACK_FRAMES = 8
+"""Frames kept of a failed stage's traceback: the innermost, where a CUDA error arises."""
+
+
 def run_stages(settings: Settings, names: list[str], journal: Path) -> list[dict]:
-    """Run ``names`` in order, appending each stage's record to ``journal`` as it ends."""
+    """Run ``names`` in order, appending each stage's record to ``journal`` as it ends and
+    writing every record so far to ``journal`` with the suffix ``.json``."""
     journal.parent.mkdir(parents=True, exist_ok=True)
     records = []
     for name in names:
@@ -342,14 +349,18 @@ def run_stages(settings: Settings, names: list[str], journal: Path) -> list[dict
             record.update(status="skipped", reason=str(exc))
         except Exception as exc:  # one stage's failure must not lose the others
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(limit=4))  # fmt: skip
+                          traceback=traceback.format_exc(limit=-TRACEBACK_FRAMES))  # fmt: skip
             if settings.cuda:
                 _recover()
         record["seconds"] = round(time.monotonic() - started, 2)
         with journal.open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
-        print(f"[{name}] {record['status']} in {record['seconds']} s", flush=True)
         records.append(record)
+        summary = journal.with_suffix(".json")
+        tmp = summary.with_name(f".{summary.name}.tmp")
+        tmp.write_text(json.dumps(records, indent=2) + "\n")
+        tmp.replace(summary)  # the records so far, whole, after every stage
+        print(f"[{name}] {record['status']} in {record['seconds']} s", flush=True)
     return records
 
 
@@ -382,14 +393,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     args = parser.parse_args(argv)
     device = args.device or ("cuda" if _torch().cuda.is_available() else "cpu")
+    if not device.startswith("cuda") and not args.quick:
+        parser.error(
+            "no CUDA device: the full check would run for minutes on the CPU and measure "
+            "nothing the GPU figures need; for a smoke test: --device cpu --quick"
+        )
     settings = quick(device) if args.quick else Settings(device=device)
     names = [s for s in args.stages.split(",") if s]
     unknown = [s for s in names if s not in STAGES]
     if unknown:
         parser.error(f"unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
-    journal = args.out / "gpu_check.jsonl"
-    records = run_stages(settings, names, journal)
-    (args.out / "gpu_check.json").write_text(json.dumps(records, indent=2) + "\n")
+    records = run_stages(settings, names, args.out / "gpu_check.jsonl")
     for record in records:
         print(json.dumps({k: v for k, v in record.items() if k != "traceback"})[:2000])
 

@@ -1,4 +1,5 @@
-"""An RTX 3060 projection, on paper, from what was measured on another GPU (the H200).
+"""An RTX 3060 projection, on paper, from what was measured on another GPU (an H100 or H200,
+named by the measurement's machine stage).
 
 Never a measurement. The model's work per image comes from its ONNX graph (FLOPs of every
 convolution and matrix product, and the bytes its activations move: each tensor written once and
@@ -39,6 +40,13 @@ class Card:
 
 
 CARDS = {
+    "h100": Card(
+        "NVIDIA H100 SXM",
+        989.0,
+        3350.0,
+        80.0,
+        "NVIDIA H100 datasheet: FP16 tensor 1,979 TFLOPS with sparsity (989 dense), HBM3 3.35 TB/s",
+    ),
     "h200": Card(
         "NVIDIA H200 SXM",
         989.0,
@@ -51,9 +59,9 @@ CARDS = {
         25.6,
         360.0,
         12.0,
-        "NVIDIA Ampere GA102 whitepaper, appendix (GeForce: FP16 tensor with FP32 "
-        "accumulate at half the FP16-accumulate rate, 51.2 → 25.6 TFLOPS dense at "
-        "1.78 GHz boost); 15 Gbps GDDR6 × 192 bit = 360 GB/s",
+        "NVIDIA Ampere GA102 whitepaper, appendix, for the GA106 chip of the RTX 3060 "
+        "(GeForce: FP16 tensor with FP32 accumulate at half the FP16-accumulate rate, "
+        "51.2 → 25.6 TFLOPS dense at 1.78 GHz boost); 15 Gbps GDDR6 × 192 bit = 360 GB/s",
     ),
 }
 
@@ -142,8 +150,38 @@ def roofline_bound(work: dict, target: Card, batches: list[int]) -> list[dict]:
     ]
 
 
-def _model_only_rows(path: Path) -> list[dict]:
-    records = json.loads(path.read_text())
+def read_records(path: Path) -> list[dict]:
+    """The stage records of ``gpu_check.json``, or of its journal ``gpu_check.jsonl`` (what a
+    run stopped mid-stage leaves; a line cut short is passed over)."""
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def card_of(gpu_name: str | None) -> str | None:
+    """The :data:`CARDS` key of a GPU name as CUDA reports it ("NVIDIA H100 80GB HBM3"), or None."""
+    name = (gpu_name or "").lower().replace(" ", "")
+    return next((key for key in CARDS if key in name), None)
+
+
+def measured_card(records: list[dict]) -> str:
+    """The card the records were measured on, from their machine stage's GPU name."""
+    machine = next((r for r in records if r.get("stage") == "machine"), {})
+    gpu = (machine.get("result") or {}).get("gpu")
+    key = card_of(gpu)
+    if key is None:
+        raise SystemExit(f"measured on {gpu or 'no GPU'}: not a card of {', '.join(CARDS)}; "
+                         "name it with --measured-card")  # fmt: skip
+    return key
+
+
+def _model_only_rows(records: list[dict], path: Path) -> list[dict]:
     for record in records:
         if record.get("stage") == "model_only" and record.get("status") == "ok":
             return record["result"]["rows"]
@@ -156,17 +194,25 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--model", default=None, help="shipped model name (default: the default)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--measured", type=Path, help="gpu_check.json from the measured GPU")
-    parser.add_argument("--measured-card", default="h200", choices=sorted(CARDS))
+    parser.add_argument(
+        "--measured", type=Path, help="gpu_check.json (or its journal, .jsonl) of the measured GPU"
+    )
+    parser.add_argument(
+        "--measured-card", default=None, choices=sorted(CARDS),
+        help="the measured card (default: from the machine stage's GPU name)",
+    )  # fmt: skip
     parser.add_argument("--target", default="rtx3060", choices=sorted(CARDS))
     parser.add_argument("--json", type=Path, help="write the projection here")
     args = parser.parse_args(argv)
     work = graph_work(resolve_model(args.model).path, args.size)
-    target, measured_on = CARDS[args.target], CARDS[args.measured_card]
+    records = read_records(args.measured) if args.measured else []
+    card = args.measured_card or (measured_card(records) if args.measured else "h100")
+    target, measured_on = CARDS[args.target], CARDS[card]
     report: dict = {"kind": "projection on paper, not a measurement", "work": work,
                     "target": target.__dict__, "measured_on": measured_on.__dict__}  # fmt: skip
     if args.measured:
-        report["rows"] = project(work, _model_only_rows(args.measured), measured_on, target)
+        rows = _model_only_rows(records, args.measured)
+        report["rows"] = project(work, rows, measured_on, target)
     else:
         report["kind"] = "roofline bound (efficiency 1): no measurement given"
         report["rows"] = roofline_bound(work, target, [1, 8, 32, 64, 128, 256])

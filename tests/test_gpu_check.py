@@ -49,6 +49,44 @@ def test_a_failing_stage_is_recorded_and_the_next_still_runs(tmp_path, monkeypat
     first, second = _records(tmp_path)
     assert first["status"] == "failed" and "illegal memory access" in first["error"]
     assert second["status"] == "ok"
+    assert first["traceback"].rstrip().endswith("an illegal memory access was encountered")
+    assert "in broken" in first["traceback"]  # the innermost frame, where the error arose
+
+
+def _deep(depth: int):
+    if depth == 0:
+        raise RuntimeError("CUDA error: deep inside")
+    return _deep(depth - 1)
+
+
+def test_the_traceback_keeps_the_innermost_frames(tmp_path, monkeypatch):
+    monkeypatch.setitem(gpu_check.STAGES, "parity", (lambda s, d: _deep(30), 1))
+    gpu_check.run_stages(gpu_check.quick(), ["parity"], tmp_path / "gpu_check.jsonl")
+    trace = _records(tmp_path)[0]["traceback"]
+    assert 'raise RuntimeError("CUDA error: deep inside")' in trace  # the innermost frame kept
+    assert "run_stages" not in trace and "<lambda>" not in trace  # the outermost left out
+
+
+def test_the_json_holds_every_stage_so_far_after_each_stage(tmp_path, monkeypatch):
+    seen = []
+
+    def peek(settings, deadline):
+        seen.append(json.loads((tmp_path / "gpu_check.json").read_text()))
+        return {}
+
+    monkeypatch.setitem(gpu_check.STAGES, "colour", (peek, 1))
+    gpu_check.run_stages(gpu_check.quick(), ["machine", "colour"], tmp_path / "gpu_check.jsonl")
+    assert [r["stage"] for r in seen[0]] == ["machine"]  # written before the next stage began
+    assert [r["stage"] for r in json.loads((tmp_path / "gpu_check.json").read_text())] == [
+        "machine", "colour",
+    ]  # fmt: skip
+
+
+def test_without_cuda_the_full_check_refuses_to_start(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        gpu_check.main(["--device", "cpu", "--out", str(tmp_path)])
+    assert stopped.value.code == 2 and "--device cpu --quick" in capsys.readouterr().err
+    assert not (tmp_path / "gpu_check.jsonl").exists()
 
 
 @pytest.mark.gpu

@@ -3,6 +3,8 @@ from measured rows is a range below the measured card and at or below the roofli
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks import projection
@@ -43,3 +45,24 @@ def test_projection_is_a_range_below_the_measured_card_and_the_bound(work):
         assert 0 < row["efficiency_measured"] <= 1
     assert projected[1]["projected_images_per_s"][1] < 9000 / 4  # a far smaller card
     assert projected[1]["projected_vram_mib"][0] > 1500 and projected[1]["fits_12_gib"]
+
+
+def test_the_measured_card_comes_from_the_gpu_name_and_the_journal_is_read(tmp_path):
+    assert projection.card_of("NVIDIA H100 80GB HBM3") == "h100"
+    assert projection.card_of("NVIDIA H200") == "h200"
+    assert projection.card_of("Tesla T4") is None
+    records = [
+        {"stage": "machine", "status": "ok", "result": {"gpu": "NVIDIA H100 80GB HBM3"}},
+        {"stage": "model_only", "status": "ok", "result": {"rows": [
+            {"precision": "fp16", "batch": 8, "images_per_s": 4000.0, "batch_working_mib": 900},
+        ]}},
+    ]  # fmt: skip
+    journal = tmp_path / "gpu_check.jsonl"
+    journal.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"stage": "colo')
+    report = projection.main(["--measured", str(journal), "--json", str(tmp_path / "p.json")])
+    assert report["measured_on"]["name"] == "NVIDIA H100 SXM"
+    assert report["rows"][0]["batch"] == 8
+    with pytest.raises(SystemExit, match="Tesla T4"):
+        records[0]["result"]["gpu"] = "Tesla T4"
+        journal.write_text("".join(json.dumps(r) + "\n" for r in records))
+        projection.main(["--measured", str(journal)])
