@@ -78,6 +78,8 @@ def run_standin(max_batch: int = 32, size: int = 256, images: int = 200, rounds:
     from engine.backends import trt as trt_backend
 
     torch.zeros(1, device="cuda")  # the context torch makes is not the backend's memory
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()  # torch's cached blocks are not the backend's either: read after
     cudart = trt_backend._cudart()
     free_before = trt_backend._check(cudart.cudaMemGetInfo())[0]
     backend = trt_backend.TrtBackend.__new__(trt_backend.TrtBackend)

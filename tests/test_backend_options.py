@@ -66,3 +66,10 @@ def test_the_colorizer_hands_its_size_to_the_backend():
     assert colorizer.backend.describe()["size"] == 128
     gray = np.full((70, 90), 128, np.uint8)
     assert colorizer.colorize(gray).shape == (70, 90, 3)
+
+
+def test_tf32_reaches_the_convolutions_and_never_the_colour_maths():
+    from engine.backends.torch import fp32_precisions
+
+    assert fp32_precisions(True) == {"conv": "tf32", "matmul": "ieee"}
+    assert fp32_precisions(False) == {"conv": "ieee", "matmul": "ieee"}

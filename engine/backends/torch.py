@@ -24,6 +24,13 @@ from engine.models import file_sha256, onnx_config
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
+def fp32_precisions(tf32: bool) -> dict[str, str]:
+    """torch's FP32 precision settings for the ``tf32`` option: convolutions (all of the model)
+    follow it; matrix products (the GPU colour stages: resize, luminance, gamut test) stay IEEE,
+    so that TF32 never changes the colour maths."""
+    return {"conv": "tf32" if tf32 else "ieee", "matmul": "ieee"}
+
+
 class TorchBackend:
     name = "torch"
 
@@ -63,9 +70,9 @@ class TorchBackend:
         if self.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("torch fp16 needs a CUDA GPU; on a CPU use fp32 or bf16")
         if self.device.type == "cuda":
-            mode = "tf32" if self.options.tf32 else "ieee"
-            torch.backends.cudnn.conv.fp32_precision = mode
-            torch.backends.cuda.matmul.fp32_precision = mode
+            modes = fp32_precisions(self.options.tf32)
+            torch.backends.cudnn.conv.fp32_precision = modes["conv"]
+            torch.backends.cuda.matmul.fp32_precision = modes["matmul"]
         loaded = load_checkpoint(checkpoint)
         model = loaded.build_model()
         if Normalization.from_dict(config.get("normalization", {})) == IDENTITY_NORMALIZATION:
