@@ -12,6 +12,8 @@ here only, and only the torch path imports this module.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch.nn import functional as F
 
@@ -27,6 +29,23 @@ from engine.color import (
     L_MAX,
     _max_chroma_table,
 )
+
+
+@lru_cache(maxsize=32)
+def _constant(name: str, device: torch.device) -> torch.Tensor:
+    """One of :mod:`engine.color`'s constants on ``device``, copied there once per device (a
+    copy per call would be a blocking host→device transfer, a sync of the stream, each time)."""
+    if name == "xyz_from_bgr":
+        return torch.linalg.inv(_constant("bgr_from_xyz", device))
+    values = {"y_from_bgr": _Y_FROM_LINEAR_BGR, "white": _D65_WHITE,
+              "bgr_from_xyz": _XYZ_TO_LINEAR_BGR, "chroma_table": _max_chroma_table()}  # fmt: skip
+    return torch.as_tensor(values[name], device=device)
+
+
+@lru_cache(maxsize=32)
+def _boost_factors(boost: tuple[float, float], device: torch.device) -> torch.Tensor:
+    return torch.tensor(boost, device=device, dtype=torch.float32).view(1, 2, 1, 1)
+
 
 PEAKS = {torch.uint8: 255.0, torch.int16: 32767.0, torch.int32: 65535.0}
 """Sample peak per tensor dtype (16-bit samples travel as int32: torch has no general uint16)."""
@@ -59,12 +78,7 @@ def luminance(pixels: torch.Tensor) -> torch.Tensor:
     linear = srgb_to_linear(to_unit(pixels))
     if linear.ndim == 3:  # gray: R = G = B, so Y is the linear value itself
         return _l_from_y(linear)
-    weights = torch.as_tensor(_Y_FROM_LINEAR_BGR, device=linear.device)
-    return _l_from_y(linear @ weights)
-
-
-def _matrix(device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(_XYZ_TO_LINEAR_BGR, device=device)
+    return _l_from_y(linear @ _constant("y_from_bgr", linear.device))
 
 
 def lab_to_linear_bgr(lab: torch.Tensor) -> torch.Tensor:
@@ -73,14 +87,14 @@ def lab_to_linear_bgr(lab: torch.Tensor) -> torch.Tensor:
     f = torch.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], dim=-1)
     delta = 6 / 29
     xyz = torch.where(f > delta, f**3, 3 * delta**2 * (f - 4 / 29))
-    xyz = xyz * torch.as_tensor(_D65_WHITE, device=lab.device)
-    return xyz @ _matrix(lab.device).T
+    xyz = xyz * _constant("white", lab.device)
+    return xyz @ _constant("bgr_from_xyz", lab.device).T
 
 
 def linear_bgr_to_lab(linear: torch.Tensor) -> torch.Tensor:
     """Linear BGR ``…×3`` (0..1) → LAB ``…×3``: the inverse of :func:`lab_to_linear_bgr`."""
-    xyz = linear @ torch.linalg.inv(_matrix(linear.device)).T
-    xyz = xyz / torch.as_tensor(_D65_WHITE, device=linear.device)
+    xyz = linear @ _constant("xyz_from_bgr", linear.device).T
+    xyz = xyz / _constant("white", linear.device)
     delta = 6 / 29
     f = torch.where(xyz > delta**3, xyz.clamp_min(0) ** (1 / 3), xyz / (3 * delta**2) + 4 / 29)
     L = torch.where(xyz[..., 1] > 0.008856, 116 * f[..., 1] - 16, 903.3 * xyz[..., 1])
@@ -99,7 +113,7 @@ def out_of_gamut(lab: torch.Tensor, tolerance: float = _GAMUT_TOLERANCE) -> torc
 def _table_scale(lab: torch.Tensor) -> torch.Tensor:
     """Chroma scale (≤ 1) from the numpy module's conservative table of the gamut's edge per
     (L, hue) cell: the same first step as ``engine.color.fit_to_gamut``."""
-    table = torch.as_tensor(_max_chroma_table(), device=lab.device)
+    table = _constant("chroma_table", lab.device)
     a, b = lab[..., 1], lab[..., 2]
     chroma = torch.hypot(a, b).clamp_min(1e-6)
     hue = torch.remainder(torch.atan2(b, a), 2 * torch.pi)
@@ -171,12 +185,13 @@ def _area_enlarge_weights(source: int, target: int) -> torch.Tensor:
     return _two_tap_weights(low.long(), frac, source)
 
 
+@lru_cache(maxsize=64)
 def resampling_weights(
     shape: tuple[int, int], size: tuple[int, int], device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column weights (``h×H``, ``w×W``) that resize ``shape`` to ``size`` as
     ``engine.color.resize_plane`` does through OpenCV: ``INTER_AREA`` when the area shrinks,
-    ``INTER_LINEAR`` otherwise."""
+    ``INTER_LINEAR`` otherwise. Made once per (shape, size, device): archives repeat sizes."""
     (H, W), (h, w) = shape, size
     if h * w >= H * W:
         pick = _linear_weights
@@ -205,7 +220,7 @@ def colorize_output(
     """Pixels ``N×H×W[×3]`` and predicted ab ``N×2×h×w`` (LAB units) → BGR ``N×H×W×3`` with
     samples 0..``peak`` (float; round or cast as the output needs). ab is boosted and clamped at the
     model's size, upsampled bilinearly, merged with the pixels' own L and fitted into the gamut."""
-    factors = torch.tensor(boost, device=ab.device, dtype=torch.float32).view(1, 2, 1, 1)
+    factors = _boost_factors(tuple(map(float, boost)), ab.device)
     small = (ab.float() * factors).clamp(-AB_LIMIT, AB_LIMIT)
     size = pixels.shape[1:3]
     wide = F.interpolate(small, size=size, mode="bilinear", align_corners=False)

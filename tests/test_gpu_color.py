@@ -89,3 +89,19 @@ def test_colour_output_matches_the_engines():
         assert np.abs(got.astype(int) - expected).mean() < 1.0
         delta_e = np.linalg.norm(color.bgr_to_lab(got) - color.bgr_to_lab(expected), axis=-1)
         assert delta_e.max() <= 2.0 and delta_e.mean() < 0.05
+
+
+def test_constants_and_resize_weights_are_made_once_per_device(monkeypatch):
+    """After a first call, colorizing more images of the same size builds no tensor from host
+    data (on a GPU each would be a blocking host→device copy)."""
+    pixels = torch.randint(0, 256, (2, 60, 80), dtype=torch.uint8)
+    ab = torch.randn(2, 2, 16, 16) * 20
+    gpu_color.colorize_output(pixels, ab, (1.2, 1.2))
+    gpu_color.model_input(gpu_color.luminance(pixels), 16)
+    made = []
+    for name in ("as_tensor", "tensor", "from_numpy"):
+        real = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, real=real, **k: made.append(1) or real(*a, **k))
+    gpu_color.colorize_output(pixels, ab, (1.2, 1.2))
+    gpu_color.model_input(gpu_color.luminance(pixels), 16)
+    assert made == []
