@@ -178,25 +178,39 @@ def stage_model_only(settings: Settings, deadline: float) -> dict:
                 continue
             x = torch.rand(batch, 1, settings.size, settings.size, device=backend.device) * 100
             row = {"precision": precision, "batch": batch}
-            try:
+
+            def measure(x=x, backend=backend, batch=batch) -> dict:
                 if settings.cuda:
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
                     before = torch.cuda.memory_allocated()
-                times = _timed(lambda x=x, b=backend: b.run_tensor(x), settings, deadline)
-                row.update(_rate(times, batch))
+                times = _timed(lambda: backend.run_tensor(x), settings, deadline)
+                found = _rate(times, batch)
                 if settings.cuda:
                     peak = torch.cuda.max_memory_allocated()
-                    row.update(peak_allocated_mib=peak / 2**20,
-                               batch_working_mib=(peak - before) / 2**20)  # fmt: skip
-            except torch.OutOfMemoryError as exc:
-                row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
-            rows.append(row)
+                    found.update(peak_allocated_mib=peak / 2**20,
+                                 batch_working_mib=(peak - before) / 2**20)  # fmt: skip
+                return found
+
+            rows.append(_captured(row, measure, settings))
             del x
         colorizer = backend = None
         if settings.cuda:
             torch.cuda.empty_cache()
     return {"size": settings.size, "data": "already on the device", "rows": rows}
+
+
+def _captured(row: dict, measure: Callable[[], dict], settings: Settings) -> dict:
+    """``row`` with what ``measure`` returns, or with the one-line error it raised: one row's
+    failure (out of memory at a large batch, a CUDA error) never loses the stage's other rows."""
+    try:
+        row.update(measure())
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        row["error"] = f"{type(exc).__name__}: {text[0] if text else ''}"
+        if settings.cuda:
+            _recover()
+    return row
 
 
 def _rate(times: list[float], batch: int) -> dict:
@@ -213,8 +227,12 @@ def stage_cuda_graphs(settings: Settings, deadline: float) -> dict:
         backend = _colorizer(settings, "fp16", cuda_graphs=graphs).backend
         for batch in (1, 8):
             x = torch.rand(batch, 1, settings.size, settings.size, device=backend.device) * 100
-            times = _timed(lambda x=x, b=backend: b.run_tensor(x), settings, deadline)
-            rows.append({"cuda_graphs": graphs, "batch": batch, **_rate(times, batch)})
+
+            def measure(x=x, backend=backend, batch=batch) -> dict:
+                times = _timed(lambda: backend.run_tensor(x), settings, deadline)
+                return _rate(times, batch)
+
+            rows.append(_captured({"cuda_graphs": graphs, "batch": batch}, measure, settings))
         backend.close()
     return {"precision": "fp16", "rows": rows}
 
@@ -274,12 +292,15 @@ def stage_end_to_end(settings: Settings, deadline: float) -> dict:
             for future in pending:
                 future.result()
 
-    in_memory()  # warm-up (nvJPEG handles, cuDNN plans)
-    _sync(settings)
-    t0 = time.perf_counter()
-    in_memory()
-    _sync(settings)
-    results["gpu_in_memory_images_per_s"] = len(datas) / (time.perf_counter() - t0)
+    def gpu_in_memory() -> dict:
+        in_memory()  # warm-up (nvJPEG handles, cuDNN plans)
+        _sync(settings)
+        t0 = time.perf_counter()
+        in_memory()
+        _sync(settings)
+        return {"images_per_s": len(datas) / (time.perf_counter() - t0)}
+
+    results["gpu_in_memory"] = _captured({}, gpu_in_memory, settings)
     results["gpu_decode"] = "nvJPEG" if _has_nvjpeg(settings) else "OpenCV (CPU) + upload"
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "in"
@@ -290,12 +311,15 @@ def stage_end_to_end(settings: Settings, deadline: float) -> dict:
             if time.monotonic() > deadline:
                 results[name] = {"skipped": "deadline"}
                 continue
-            chosen = chosen or Colorizer(size=settings.size)
-            out = Path(folder) / name
-            options = RunOptions(out, batch_size=batch, workers=settings.workers)
-            summary = run(chosen, [source], options)
-            results[f"{name}_images_per_s"] = summary.done / summary.seconds
-            results[f"{name}_failed"] = summary.failed
+
+            def pipeline(name=name, chosen=chosen) -> dict:
+                chosen = chosen or Colorizer(size=settings.size)
+                options = RunOptions(Path(folder) / name, batch_size=batch,
+                                     workers=settings.workers)  # fmt: skip
+                summary = run(chosen, [source], options)
+                return {"images_per_s": summary.done / summary.seconds, "failed": summary.failed}
+
+            results[name] = _captured({}, pipeline, settings)
     return results
 
 

@@ -36,7 +36,8 @@ def test_every_stage_runs_or_says_why_on_a_cpu(tmp_path):
     }
     assert all(r["images_per_s"] > 0 for r in rows)
     e2e = records["end_to_end"]["result"]
-    assert e2e["torch_file_pipeline_failed"] == 0 and e2e["cpu_ort_pipeline_failed"] == 0
+    assert e2e["torch_file_pipeline"]["failed"] == 0 and e2e["cpu_ort_pipeline"]["failed"] == 0
+    assert e2e["gpu_in_memory"]["images_per_s"] > 0
     assert json.loads((tmp_path / "gpu_check.json").read_text())[0]["stage"] == "machine"
 
 
@@ -51,6 +52,23 @@ def test_a_failing_stage_is_recorded_and_the_next_still_runs(tmp_path, monkeypat
     assert second["status"] == "ok"
     assert first["traceback"].rstrip().endswith("an illegal memory access was encountered")
     assert "in broken" in first["traceback"]  # the innermost frame, where the error arose
+
+
+def test_a_failing_row_is_recorded_and_the_stage_keeps_its_other_rows(tmp_path, monkeypatch):
+    real = gpu_check._rate
+
+    def rate(times, batch):
+        if batch == 4:
+            raise RuntimeError("CUDA error: out of memory\nsecond line")
+        return real(times, batch)
+
+    monkeypatch.setattr(gpu_check, "_rate", rate)
+    gpu_check.run_stages(gpu_check.quick(), ["model_only"], tmp_path / "gpu_check.jsonl")
+    (record,) = _records(tmp_path)
+    assert record["status"] == "ok"
+    rows = {(r["precision"], r["batch"]): r for r in record["result"]["rows"]}
+    assert rows[("fp32", 4)]["error"] == "RuntimeError: CUDA error: out of memory"
+    assert rows[("fp32", 1)]["images_per_s"] > 0 and rows[("bf16", 1)]["images_per_s"] > 0
 
 
 def _deep(depth: int):
