@@ -27,6 +27,9 @@ def test_every_stage_runs_or_says_why_on_a_cpu(tmp_path):
     parity = records["parity"]["result"]["cases"]
     assert parity["fp32"]["mean_abs_ab"] < 0.2 and parity["fp32"]["image_delta_e_mean"] < 0.5
     assert parity["fp16"] == {"skipped": "needs CUDA"}
+    rounding = records["parity"]["result"]["graph_weight_rounding"]
+    assert rounding["mean_abs_ab"] == parity["fp32"]["mean_abs_ab"]
+    assert parity["bf16"]["vs_torch_fp32"]["mean_abs_ab"] > 0  # bf16 against torch's own fp32
     rows = records["model_only"]["result"]["rows"]
     assert {(r["precision"], r["batch"]) for r in rows} == {
         ("fp32", 1),
