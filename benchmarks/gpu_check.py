@@ -31,6 +31,7 @@ tests run); the stages that need CUDA then say so.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import tempfile
@@ -375,9 +376,19 @@ TRACEBACK_FRAMES = 8
 """Frames kept of a failed stage's traceback: the innermost, where a CUDA error arises."""
 
 
-def run_stages(settings: Settings, names: list[str], journal: Path) -> list[dict]:
-    """Run ``names`` in order, appending each stage's record to ``journal`` as it ends and
-    writing every record so far to ``journal`` with the suffix ``.json``."""
+def deadline_scale(names: list[str], timeout: float | None, share: float = 0.8) -> float:
+    """The factor on the stages' deadlines that makes them add up to at most ``share`` of the
+    command's ``timeout`` (1 when they fit, or without a timeout)."""
+    total = sum(STAGES[name][1] for name in names)
+    return 1.0 if not timeout or total <= share * timeout else share * timeout / total
+
+
+def run_stages(
+    settings: Settings, names: list[str], journal: Path, scale: float = 1.0
+) -> list[dict]:
+    """Run ``names`` in order (each within its deadline × ``scale``), appending each stage's
+    record to ``journal`` as it ends and writing every record so far to ``journal`` with the
+    suffix ``.json``."""
     journal.parent.mkdir(parents=True, exist_ok=True)
     records = []
     for name in names:
@@ -385,7 +396,7 @@ def run_stages(settings: Settings, names: list[str], journal: Path) -> list[dict
         started = time.monotonic()
         record: dict = {"stage": name}
         try:
-            record["result"] = function(settings, started + seconds)
+            record["result"] = function(settings, started + seconds * scale)
             record["status"] = "ok"
         except StageSkippedError as exc:
             record.update(status="skipped", reason=str(exc))
@@ -433,6 +444,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages")
     parser.add_argument("--quick", action="store_true", help="small sizes (CPU, smoke test)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
+    parser.add_argument(
+        "--timeout", type=float, default=480.0,
+        help="seconds the command is given (as by `timeout 480`): the stages' deadlines are "
+        "scaled to 80%% of it, and every thread's traceback is written to stderr 10 s before it",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     device = args.device or ("cuda" if _torch().cuda.is_available() else "cpu")
     if not device.startswith("cuda") and not args.quick:
@@ -445,7 +461,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [s for s in names if s not in STAGES]
     if unknown:
         parser.error(f"unknown stage {', '.join(unknown)}; stages: {', '.join(STAGES)}")
-    records = run_stages(settings, names, args.out / "gpu_check.jsonl")
+    if args.timeout > 20:
+        faulthandler.dump_traceback_later(args.timeout - 10, exit=False)  # where a hang sits
+    scale = deadline_scale(names, args.timeout)
+    records = run_stages(settings, names, args.out / "gpu_check.jsonl", scale)
+    faulthandler.cancel_dump_traceback_later()
     for record in records:
         print(json.dumps({k: v for k, v in record.items() if k != "traceback"})[:2000])
 

@@ -120,3 +120,10 @@ def test_trt_slots_on_the_real_cuda_runtime():
 
     facts = run_standin(max_batch=8, size=64, images=21, rounds=2)
     assert facts["correct"] and facts["device_mib_not_given_back"] < 1
+
+
+def test_the_stage_deadlines_fit_in_80_percent_of_the_timeout():
+    names = list(gpu_check.STAGES)
+    scale = gpu_check.deadline_scale(names, 480)
+    assert sum(gpu_check.STAGES[n][1] for n in names) * scale <= 0.8 * 480 + 1e-9
+    assert gpu_check.deadline_scale(names, 10_000) == 1.0
