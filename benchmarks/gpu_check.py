@@ -208,7 +208,8 @@ def stage_model_only(settings: Settings, deadline: float) -> dict:
                 if settings.cuda:
                     peak = torch.cuda.max_memory_allocated()
                     found.update(peak_allocated_mib=peak / 2**20,
-                                 batch_working_mib=(peak - before) / 2**20)  # fmt: skip
+                                 batch_working_mib=(peak - before) / 2**20,
+                                 reserved_mib=torch.cuda.max_memory_reserved() / 2**20)  # fmt: skip
                 return found
 
             rows.append(_captured(row, measure, settings))

@@ -6,11 +6,13 @@ convolution and matrix product, and the bytes its activations move: each tensor 
 read once, in FP16), the cards' figures from their published specifications (:data:`CARDS`).
 The measured GPU's images/s per batch (``gpu_check.json``'s ``model_only`` rows, FP16) give an
 efficiency against a roofline, ``e = max(F/P, B/W) / t`` (F, B per image; P, W the card's peak
-FLOP/s and bandwidth; t the measured seconds per image). The target card is then projected as
-``max(F/P', B/W') / e``, over a range of ``e``: from the efficiency measured at that batch (a
-large GPU is least busy at small batches, so this is the low end) to the best measured at any
-batch. VRAM: the measured batch's own allocator peak plus the weights plus a CUDA context of
-300–500 MiB. Without a measurement file only the roofline bound (e = 1) is given, and named so.
+FLOP/s and bandwidth; t the measured seconds per image). A batch's time on the target is a fixed
+cost per batch (launches and synchronisation, which a smaller card does not shrink: what the
+measured card spends beyond ``F/e`` at its smallest batch) plus ``batch × max(F/P', B/W') / e``
+with ``e`` measured at the largest batch (:data:`METHOD`; the range: the fixed cost 1–1.5×).
+VRAM: the allocator's reserved peak of the batch (else its working memory plus the weights) plus
+a CUDA context of 300–500 MiB. The runtime measured is torch eager FP16, not TensorRT. Without a
+measurement file only the roofline bound (e = 1) is given, and named so.
 
     python -m benchmarks.projection --measured gpu_check.json --json projection.json
 """
@@ -114,32 +116,59 @@ def _roofline_seconds(work: dict, card: Card, batch: int) -> float:
     return max(flops / (card.fp16_tensor_tflops * 1e12), moved / (card.bandwidth_gb_s * 1e9))
 
 
+METHOD = (
+    "time per batch = a fixed cost per batch (launches, synchronisation: what the measured card "
+    "spends beyond its roofline at the smallest batch, which a smaller card does not shrink) + "
+    "batch × the target's roofline time per image ÷ the efficiency measured at the largest "
+    "batch; the range puts the fixed cost between 1× and 1.5× the measured one (a slower host)"
+)
+
+
 def project(work: dict, rows: list[dict], measured_on: Card, target: Card) -> list[dict]:
-    """Images/s and VRAM of ``target`` per batch from FP16 ``rows`` measured on ``measured_on``."""
-    fp16 = [r for r in rows if r.get("precision") == "fp16" and r.get("images_per_s")]
+    """Images/s and VRAM of ``target`` per batch from FP16 ``rows`` measured on ``measured_on``
+    (:data:`METHOD`)."""
+    fp16 = sorted(
+        (r for r in rows if r.get("precision") == "fp16" and r.get("images_per_s")),
+        key=lambda r: r["batch"],
+    )
+    if not fp16:
+        return []
     efficiency = {
         r["batch"]: _roofline_seconds(work, measured_on, r["batch"]) * r["images_per_s"]
         for r in fp16
     }
-    best = max(efficiency.values(), default=None)
+    large = efficiency[fp16[-1]["batch"]]
+    first, b = fp16[0], fp16[0]["batch"]
+    on_roofline = b * _roofline_seconds(work, measured_on, b) / large
+    fixed = max(0.0, b / first["images_per_s"] - on_roofline)
     out = []
     for r in fp16:
         batch = r["batch"]
-        ideal = _roofline_seconds(work, target, batch)
-        low, high = efficiency[batch], best
-        working = r.get("batch_working_mib")
-        vram = None
-        if working is not None:
-            base = working + work["weight_mb_fp16"] * 1e6 / 2**20
-            vram = [round(base + 300), round(base + 500)]
+        compute = batch * _roofline_seconds(work, target, batch) / large
         out.append({
             "batch": batch, "measured_images_per_s": r["images_per_s"],
-            "efficiency_measured": round(low, 4),
-            "projected_images_per_s": [round(low / ideal), round(high / ideal)],
-            "projected_vram_mib": vram,
-            "fits_12_gib": None if vram is None else vram[1] < target.memory_gib * 1024,
+            "efficiency_measured": round(efficiency[batch], 4),
+            "fixed_ms_per_batch": round(fixed * 1e3, 3),
+            "projected_images_per_s": [round(batch / (1.5 * fixed + compute)),
+                                       round(batch / (fixed + compute))],
+            **_vram(work, r, target),
         })  # fmt: skip
     return out
+
+
+def _vram(work: dict, row: dict, target: Card) -> dict:
+    """What the batch holds on the GPU: the allocator's reserved peak where measured (else its
+    own working memory plus the weights), plus a CUDA context of 300–500 MiB."""
+    if row.get("reserved_mib") is not None:
+        base, source = row["reserved_mib"], "max_memory_reserved"
+    elif row.get("batch_working_mib") is not None:
+        base = row["batch_working_mib"] + work["weight_mb_fp16"] * 1e6 / 2**20
+        source = "batch working memory + weights"
+    else:
+        return {"projected_vram_mib": None, "fits_12_gib": None}
+    vram = [round(base + 300), round(base + 500)]
+    return {"projected_vram_mib": vram, "vram_from": source,
+            "fits_12_gib": vram[1] < target.memory_gib * 1024}  # fmt: skip
 
 
 def roofline_bound(work: dict, target: Card, batches: list[int]) -> list[dict]:
@@ -209,7 +238,10 @@ def main(argv: list[str] | None = None) -> dict:
     card = args.measured_card or (measured_card(records) if args.measured else "h100")
     target, measured_on = CARDS[args.target], CARDS[card]
     report: dict = {"kind": "projection on paper, not a measurement", "work": work,
-                    "target": target.__dict__, "measured_on": measured_on.__dict__}  # fmt: skip
+                    "target": target.__dict__, "measured_on": measured_on.__dict__,
+                    "method": METHOD,
+                    "runtime_measured": "torch eager FP16 (gpu_check's model_only rows), "
+                    "not TensorRT"}  # fmt: skip
     if args.measured:
         rows = _model_only_rows(records, args.measured)
         report["rows"] = project(work, rows, measured_on, target)

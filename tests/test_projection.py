@@ -66,3 +66,17 @@ def test_the_measured_card_comes_from_the_gpu_name_and_the_journal_is_read(tmp_p
         records[0]["result"]["gpu"] = "Tesla T4"
         journal.write_text("".join(json.dumps(r) + "\n" for r in records))
         projection.main(["--measured", str(journal)])
+
+
+def test_small_batches_keep_the_measured_fixed_cost_and_vram_uses_the_reserved_peak(work):
+    h100, rtx = projection.CARDS["h100"], projection.CARDS["rtx3060"]
+    rows = [
+        {"precision": "fp16", "batch": 1, "images_per_s": 800.0, "reserved_mib": 100.0},
+        {"precision": "fp16", "batch": 128, "images_per_s": 20000.0, "reserved_mib": 4000.0},
+    ]
+    small, large = projection.project(work, rows, h100, rtx)
+    assert small["fixed_ms_per_batch"] > 0
+    assert small["projected_images_per_s"][1] < 800  # never faster than the launches allow
+    assert small["projected_vram_mib"] == [400, 600] and small["vram_from"] == "max_memory_reserved"
+    bound = projection.roofline_bound(work, rtx, [128])[0]["bound_images_per_s"]
+    assert large["projected_images_per_s"][1] <= bound
