@@ -179,3 +179,28 @@ def test_a_run_with_every_generalisation_setting_resumes_exactly(mixed_sources, 
     assert entry["passes"] == pytest.approx(8 / entry["training_photos"], abs=0.01)
     table = tries.markdown_table(record).splitlines()
     assert len(table) == 2 + 2 and table[-1].startswith("| whole | 1 | 8 |")  # epochs 0 and 1
+
+
+def test_freeze_batchnorm_keeps_the_loaded_statistics_and_still_trains(mixed_sources, tmp_path):
+    from trainer.checkpoint import load_checkpoint
+
+    settings = dict(
+        data=mixed_sources, preset="effunet", pretrained=False, epochs=1, batch_size=4, size=64,
+        epoch_size=8, val_fraction=0.3, cache_max_side=96, seed=1, device="cpu", threads=2,
+        loader_threads=1,
+    )  # fmt: skip
+    start = train(TrainConfig(out=tmp_path / "start", **settings)).last
+    loaded = load_checkpoint(start).weights
+    runs = {
+        frozen: load_checkpoint(train(TrainConfig(
+            out=tmp_path / str(frozen), init=start, freeze_batchnorm=frozen, **settings
+        )).last).weights
+        for frozen in (True, False)
+    }  # fmt: skip
+    statistics = [k for k in loaded if k.endswith(("running_mean", "running_var"))]
+    assert statistics
+    for key in statistics:
+        torch.testing.assert_close(runs[True][key], loaded[key], msg=key)
+    assert any(not torch.equal(runs[False][key], loaded[key]) for key in statistics)
+    scales = [k.replace("running_mean", "weight") for k in statistics if "running_mean" in k]
+    assert any(not torch.equal(runs[True][key], loaded[key]) for key in scales)  # still trains
