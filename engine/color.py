@@ -101,9 +101,6 @@ _LINEAR_LUT = {
 }
 
 
-_LINEAR_LUT_8 = _LINEAR_LUT[np.dtype(np.uint8)].astype(np.float32)
-
-
 def _as_linear_bgr(image: np.ndarray) -> np.ndarray:
     """Gray/BGR/BGRA of any supported dtype → linear-light float32 BGR ``H×W×3``."""
     color, _ = split_alpha(image)
@@ -111,10 +108,11 @@ def _as_linear_bgr(image: np.ndarray) -> np.ndarray:
         color = color[:, :, 0]
     if color.ndim not in (2, 3) or (color.ndim == 3 and color.shape[2] != 3):
         raise ValueError(f"expected an H×W, H×W×3 or H×W×4 image, got shape {image.shape}")
+    lut = _LINEAR_LUT.get(color.dtype)
     if color.dtype == np.uint8:
-        linear = cv2.LUT(color, _LINEAR_LUT_8)  # OpenCV's table look-up: ~5x numpy's
-    elif color.dtype in _LINEAR_LUT:
-        linear = np.take(_LINEAR_LUT[color.dtype], color)
+        linear = cv2.LUT(color, lut)  # OpenCV's table look-up: ~5x numpy's
+    elif lut is not None:
+        linear = np.take(lut, color)
     else:
         _dtype_max(color.dtype)  # raises for unsupported dtypes
         linear = srgb_to_linear(color)
@@ -163,7 +161,7 @@ def _l_from_y(Y: np.ndarray) -> np.ndarray:
     return np.where(Y > 0.008856, 116 * np.cbrt(Y) - 16, 903.3 * Y).astype(np.float32, copy=False)
 
 
-_GRAY_L_LUT = {dtype: _l_from_y(lut).astype(np.float32) for dtype, lut in _LINEAR_LUT.items()}
+_GRAY_L_LUT = {dtype: _l_from_y(lut) for dtype, lut in _LINEAR_LUT.items()}
 
 
 def luminance(image: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ class CrashJournal:
         self.suspects: dict[Key, str] = {}
         for journal in finished:
             self.suspects.update(_unfinished(journal))
-        self._open = dict(self.suspects)
+        self._open = set(self.suspects)  # started and not ended: kept if any at the end
         self._file = self.path.open("w", encoding="utf-8")
         self._write([self._line("start", key, why) for key, why in self.suspects.items()])
         for journal in finished:
@@ -65,12 +65,12 @@ class CrashJournal:
 
     def started(self, job: Job) -> None:
         key = job_key(job)
-        self._open[key] = STOPPED_REASON
+        self._open.add(key)
         self._write([self._line("start", key)])
 
     def ended(self, job: Job) -> None:
         key = job_key(job)
-        self._open.pop(key, None)
+        self._open.discard(key)
         self._write([self._line("end", key)])
 
     def crashed(self, job: Job, reason: str) -> None:

@@ -61,11 +61,6 @@ class DecoderCrashedError(ImageError):
     """The worker process decoding a file died (or hung) on it."""
 
 
-def read_decoded(job: Job, metadata: bool, max_pixels: int | None) -> Decoded:
-    """What a worker does with a file: :func:`engine.io.read_image` on ``job``'s page."""
-    return read_image(job.source, metadata, max_pixels, job.page)
-
-
 _shared: DecodeWorkers | None = None
 _shared_lock = threading.Lock()
 
@@ -239,7 +234,7 @@ def _serve(conn: Connection, stage: mmap.mmap, parent: int) -> None:
         announce("")
         busy.set()
         try:
-            decoded = read_decoded(job, metadata, max_pixels)
+            decoded = read_image(job.source, metadata, max_pixels, job.page)
         except Exception as exc:  # every failure becomes the file's reason
             conn.send(("error", failure_reason(exc)))
             busy.clear()
@@ -253,7 +248,7 @@ def _serve(conn: Connection, stage: mmap.mmap, parent: int) -> None:
 
 def _exit_when_orphaned(conn: Connection, busy: threading.Event, every: float = 0.5) -> None:
     """End this worker when the run's process is gone, even while a decoder hangs: the run
-    never writes to a busy worker, so a pipe that turns readable then has been closed."""
+    never writes to a busy worker, so a socket that turns readable then has been closed."""
     while True:
         time.sleep(every)
         if busy.is_set() and conn.poll():

@@ -89,7 +89,7 @@ def entering(decoder: str, data: np.ndarray, what: str = "reader") -> None:
 def is_animated_png(data: np.ndarray, max_chunks: int = 64) -> bool:
     """Whether a PNG announces animation (an ``acTL`` chunk before its first ``IDAT``)."""
     view = memoryview(data).cast("B")
-    if bytes(view[:8]) != b"\x89PNG\r\n\x1a\n":
+    if format_name(bytes(view[:16])) != "PNG":
         return False
     offset = 8
     for _ in range(max_chunks):

@@ -202,30 +202,28 @@ def read_job(job: Job, options: RunOptions) -> Decoded:
     return read_image(job.source, not options.strip_metadata, options.max_pixels, job.page)
 
 
-def isolated_read_job(job: Job, options: RunOptions) -> Decoded:
-    """:func:`read_job` in this process's decode workers (:mod:`engine.decode_workers`), or here
-    where this process may not start any (a daemonic one)."""
+def isolated_read_job(job: Job, options: RunOptions, workers: int = 1) -> Decoded:
+    """:func:`read_job` in this process's decode workers (:mod:`engine.decode_workers`, at least
+    ``workers`` of them), or here where this process may not start any (a daemonic one)."""
     if not can_isolate():
         return read_job(job, options)
-    workers = shared_workers(1)
     metadata = not options.strip_metadata
-    return workers.read(job, metadata, options.max_pixels, options.decode_timeout)
+    pool = shared_workers(workers)
+    return pool.read(job, metadata, options.max_pixels, options.decode_timeout)
 
 
-class IsolatedReader:
-    """:func:`read_job` in worker processes (:mod:`engine.decode_workers`), each file written
-    down in the run's crash journal while it is decoded; call it as ``read_job``."""
+class JournaledReader:
+    """:func:`isolated_read_job` with each file written down in the run's crash journal while
+    it is decoded; call it as ``read_job``."""
 
-    def __init__(self, workers: int, timeout: float | None, journal: CrashJournal) -> None:
-        self.pool = shared_workers(workers)
-        self.timeout = timeout
+    def __init__(self, workers: int, journal: CrashJournal) -> None:
+        self.workers = workers
         self.journal = journal
 
     def __call__(self, job: Job, options: RunOptions) -> Decoded:
         self.journal.started(job)
         try:
-            metadata = not options.strip_metadata
-            decoded = self.pool.read(job, metadata, options.max_pixels, self.timeout)
+            decoded = isolated_read_job(job, options, self.workers)
         except DecoderCrashedError as exc:
             self.journal.crashed(job, str(exc))
             raise
@@ -475,10 +473,10 @@ def run(
     todo = leave_out_suspects(todo, journal, recorder, options.retry_crashed)
     started = time.perf_counter()
     workers = options.workers or available_cores()
-    read = IsolatedReader(workers, options.decode_timeout, journal) if can_isolate() else None
+    read = JournaledReader(workers, journal)
 
     def prepare(job: Job, target: Path, cost: int) -> PreparedImage:
-        item = prepare_image(colorizer, job, target, options, cost, read or read_job)
+        item = prepare_image(colorizer, job, target, options, cost, read)
         recorder.add_times(item.stage_seconds)
         return item
 
